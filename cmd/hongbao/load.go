@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+
+	"hongbao/internal/load"
+)
+
+func runLoad(ctx context.Context, args []string) error {
+	var (
+		o        load.Options
+		from, to uint
+		secret   string
+		sources  string
+		asJSON   bool
+		quiet    bool
+	)
+	c := newCommand("load", "Simulate users [from, to] of N, one connection each, sending together with every other client process exactly --qps shakes per second (open loop, scheduled by the clock).",
+		"hongbao load --addr 127.0.0.1:7000 --users 18000 --qps 18000 --duration 30s --secret s3cret --json")
+	c.group("Target", func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Addr, "addr", "127.0.0.1:7000", "server address")
+		fs.StringVar(&secret, "secret", "", "the server's token secret (the client mints its users' tokens)")
+		fs.BoolVar(&o.Classic, "classic", false, "speak only the classic protocol (bare user-id login), e.g. to drive the original server")
+	})
+	c.group("Users", func(fs *flag.FlagSet) {
+		fs.IntVar(&o.Total, "users", 10000, "N, the users of the whole run over all client processes")
+		fs.UintVar(&from, "from", 0, "first user this process simulates (default 1)")
+		fs.UintVar(&to, "to", 0, "last user this process simulates (default N)")
+		fs.IntVar(&o.Ramp, "ramp", 0, "new connections per second (0: as fast as possible)")
+		fs.StringVar(&sources, "sources", "", "comma-separated source addresses (default: 127.0.0.1, more as the port range requires)")
+	})
+	c.group("Rate", func(fs *flag.FlagSet) {
+		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin")
+		fs.DurationVar(&o.Duration, "duration", 0, "run time after all users are connected (0: until interrupted)")
+		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
+	})
+	c.group("Output", func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Admin, "admin", "", "admin HTTP address (/qps, /api/stats, /healthz); empty: none")
+		fs.BoolVar(&asJSON, "json", false, "print a JSON summary on stdout at the end")
+		fs.BoolVar(&quiet, "quiet", false, "no per-second lines on stderr")
+	})
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 {
+		return c.usageErr("--qps, --ramp, --duration and --timeout must not be negative")
+	}
+	if from > 1<<32-1 || to > 1<<32-1 {
+		return c.usageErr("--from and --to must fit in 32 bits")
+	}
+	o.From, o.To = uint32(from), uint32(to)
+	if !o.Classic {
+		if secret == "" {
+			return c.usageErr("--secret is required unless --classic")
+		}
+		o.Secret = []byte(secret)
+	}
+	for _, s := range strings.Split(sources, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return c.usageErr("--sources: %v", err)
+		}
+		o.Sources = append(o.Sources, a)
+	}
+	if !quiet {
+		o.Log = os.Stderr
+	}
+	cl, err := load.New(o)
+	if errors.Is(err, load.ErrOptions) {
+		return c.usageErr("%v", err)
+	}
+	if err != nil {
+		return err
+	}
+	sum, err := cl.Run(ctx)
+	if sum != nil && asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		if e := enc.Encode(sum); e != nil {
+			return e
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	return nil
+}

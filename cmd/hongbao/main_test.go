@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"hongbao/internal/bench"
+	"hongbao/internal/harness"
+)
+
+// bin is the hongbao binary built once for these tests: the commands are
+// tested as a user runs them, as processes.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hongbao-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = filepath.Join(dir, "hongbao")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		panic("building hongbao: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+func TestBadFlagsExit2WithReason(t *testing.T) {
+	cases := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{}, nil, "Usage"},
+		{[]string{"nosuch"}, nil, `unknown command "nosuch"`},
+		{[]string{"server", "--bogus"}, nil, "flag provided but not defined: -bogus"},
+		{[]string{"server", "--budget", "x"}, nil, "invalid value"},
+		{[]string{"server", "--sets", "0", "--secret", "s"}, nil, "--sets and --budget must be at least 1"},
+		{[]string{"server"}, nil, "token secret is required"},
+		{[]string{"server", "--secret", "s"}, []string{"HONGBAO_BUDGET=lots"}, "HONGBAO_BUDGET"},
+		{[]string{"load", "--qps", "-5", "--secret", "s"}, nil, "qps"},
+		{[]string{"load"}, nil, "--secret is required"},
+		{[]string{"load", "--secret", "s", "--sources", "nope"}, nil, "--sources"},
+		{[]string{"demo", "--users", "0"}, nil, "--users must be at least 1"},
+		{[]string{"demo", "extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"bench", "--duration", "1s"}, nil, "--duration must exceed --warmup"},
+		{[]string{"bench", "--steps", "1,x"}, nil, `"x" is not a positive rate`},
+		{[]string{"token", "--user", "5"}, nil, "--secret is required"},
+		{[]string{"token", "--secret", "s"}, nil, "--user must be in"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
+			_, stderr, code := run(t, c.env, c.args...)
+			if code != 2 {
+				t.Errorf("exit %d, want 2; stderr: %s", code, stderr)
+			}
+			if !strings.Contains(stderr, c.want) {
+				t.Errorf("stderr %q does not say %q", stderr, c.want)
+			}
+		})
+	}
+}
+
+func TestHelpListsGroupsAndExample(t *testing.T) {
+	for _, sub := range []string{"server", "load", "demo", "bench", "token"} {
+		out, _, code := run(t, nil, sub, "--help")
+		if code != 0 || !strings.Contains(out, "Example:") || !strings.Contains(out, "HONGBAO_") {
+			t.Errorf("%s --help: exit %d, output:\n%s", sub, code, out)
+		}
+	}
+}
+
+func TestDemoRefusesUsersBeyondOpenFiles(t *testing.T) {
+	_, stderr, code := run(t, nil, "demo", "--users", "50000")
+	if code == 0 || !strings.Contains(stderr, "open files") || !strings.Contains(stderr, "ulimit -n") {
+		t.Fatalf("exit %d, stderr %q: want a refusal naming the open-file limit and the fix", code, stderr)
+	}
+}
+
+func TestDemoClientAndServerAgree(t *testing.T) {
+	out, stderr, code := run(t, nil, "demo", "--users", "600", "--qps", "600", "--duration", "3s",
+		"--packet-rate", "300", "--packets", "600", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchPrintsJSON(t *testing.T) {
+	out, stderr, code := run(t, nil, "bench", "--conns", "300", "--qps", "600", "--duration", "4s", "--warmup", "1s", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("bench exit %d\nstderr:\n%s", code, stderr)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench output is not its JSON report: %v\n%s", err, out)
+	}
+	r := rep.Run
+	if r.ConnectionsHeld != 300 || r.AchievedQPS < 500 || r.ServerCPUusPerReq <= 0 || r.ServerRSSPerConn <= 0 ||
+		r.ClientRSSPerConn <= 0 || r.LatencyUS.P99 <= 0 || r.Answered == 0 {
+		t.Fatalf("implausible bench result: %+v", r)
+	}
+}
+
+func TestServerSIGTERMExitsZero(t *testing.T) {
+	addr, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := harness.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := harness.Start("server", bin, []string{"server", "--listen", addr, "--admin", admin, "--secret", "s"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := harness.NewAdmin(admin).WaitHealthy(p, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(10 * time.Second); err != nil {
+		t.Fatalf("server after SIGTERM: %v", err)
+	}
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"time"
+
+	"hongbao/internal/limits"
+	"hongbao/internal/server"
+)
+
+func runServer(ctx context.Context, args []string) error {
+	var (
+		o        server.Options
+		secret   string
+		users    uint
+		amin     uint
+		amax     uint
+		logLevel slog.Level
+		grace    time.Duration
+	)
+	c := newCommand("server", "Run the access server: holds client connections on event loops, issues shake packets, answers shakes.",
+		"hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --secret s3cret --budget 60000")
+	c.group("Network", func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Listen, "listen", "127.0.0.1:7000", "client TCP address")
+		fs.StringVar(&o.Admin, "admin", "127.0.0.1:7001", "admin HTTP address (\"\" to disable)")
+		fs.IntVar(&o.Loops, "loops", 0, "event loops (0: one per CPU)")
+	})
+	c.group("Login", func(fs *flag.FlagSet) {
+		fs.StringVar(&secret, "secret", "", "HMAC secret of login tokens (see 'hongbao token')")
+		fs.BoolVar(&o.AllowClassic, "allow-classic", false, "accept the classic bare user-id login (no token)")
+		fs.UintVar(&users, "users", 0, "refuse user ids above this (0: no limit)")
+	})
+	c.group("Red packets", func(fs *flag.FlagSet) {
+		fs.IntVar(&o.Sets, "sets", server.DefaultSets, "user partitions (SETs), each with its own lock and packet queue")
+		fs.IntVar(&o.Budget, "budget", server.DefaultBudget, "admitted shakes per second; beyond it shakes are answered 'overloaded'")
+		fs.UintVar(&amin, "amount-min", server.DefaultAmountMin, "smallest packet, cents (classic /yaohongbao campaigns)")
+		fs.UintVar(&amax, "amount-max", server.DefaultAmountMax, "largest packet, cents (classic /yaohongbao campaigns)")
+	})
+	c.group("Process", func(fs *flag.FlagSet) {
+		fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+		fs.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "how long SIGTERM may take to drain")
+	})
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if o.Sets < 1 || o.Budget < 1 {
+		return c.usageErr("--sets and --budget must be at least 1")
+	}
+	if users > 1<<32-1 || amin > 1<<32-1 || amax > 1<<32-1 {
+		return c.usageErr("--users, --amount-min and --amount-max must fit in 32 bits")
+	}
+	o.Secret, o.Users, o.AmountMin, o.AmountMax = []byte(secret), uint32(users), uint32(amin), uint32(amax)
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	if _, err := limits.RaiseFiles(); err != nil {
+		return err
+	}
+	s, err := server.New(o)
+	if err != nil {
+		return c.usageErr("%v", err)
+	}
+	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	o.Logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := s.Shutdown(sctx); err != nil {
+		return err
+	}
+	st := s.Stats()
+	o.Logger.Info("stopped", "shakes", st.Totals.Shakes, "got", st.Totals.Got, "granted_amount", st.Totals.GrantedAmount)
+	return nil
+}

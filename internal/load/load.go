@@ -1,0 +1,525 @@
+// Package load is the hongbao load client: it holds one long-lived TCP
+// connection per simulated user and sends "shake" requests open-loop at a
+// global rate shared by every client process, in the classic client's rate
+// scheme (package schedule).
+//
+// The design is sized for a million users over a few dozen processes: the
+// connections live on a handful of gnet event loops (no goroutine per
+// connection), a user costs about a hundred bytes of our own memory (no
+// per-connection buffers: frames are decoded in place from gnet's inbound
+// buffer), a small pool of goroutines dials at the Ramp pace, and a single
+// scheduler goroutine hands each event loop one batch of due sends per
+// millisecond. Latency is measured from each request's scheduled time, not
+// from when it was actually written, so a slow client or server shows up as
+// latency instead of silently lowering the rate (coordinated omission).
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/panjf2000/gnet/v2"
+
+	"hongbao/internal/limits"
+	"hongbao/internal/proto"
+	"hongbao/internal/schedule"
+)
+
+// Options configures a load client. The zero value of an optional field
+// picks the documented default.
+type Options struct {
+	Addr     string        // server address host:port
+	Total    int           // N: total users in the whole run (all client processes)
+	From, To uint32        // this process simulates users From..To inclusive (1 <= From <= To <= Total); both 0 = all
+	QPS      int           // global rate over all processes (this process sends its share)
+	Ramp     int           // new connections per second (0 = as fast as possible)
+	Duration time.Duration // how long to run after all connections are up (0 = until ctx done)
+	Classic  bool          // speak classic only: bare user-id login, shakes; opens pushed 0x0004 with userid 0
+	Secret   []byte        // token secret (not classic): the client mints its own tokens
+	Timeout  time.Duration // a request unanswered this long counts as a timeout (default 5s)
+	Admin    string        // admin HTTP listen address ("" = none); GET/POST /qps?qps=Q, GET /api/stats, /healthz
+	Sources  []netip.Addr  // source addresses to spread connections over (nil = auto)
+	Loops    int           // event loops (0 = GOMAXPROCS-1, at least 1: see defaultLoops)
+	Log      io.Writer     // one line per second (nil = none)
+}
+
+// DefaultTimeout is the request timeout when Options.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
+
+// Errors returned by New and Run.
+var (
+	// ErrOptions reports invalid Options.
+	ErrOptions = errors.New("load: invalid options")
+	// ErrFDLimit reports that this process may not open enough sockets for
+	// its users (RLIMIT_NOFILE); run more client processes, each with a
+	// smaller From..To range, or raise the limit.
+	ErrFDLimit = limits.ErrTooFewFiles
+	// ErrReused reports a second call to Run: a Client runs once.
+	ErrReused = errors.New("load: Client already run")
+)
+
+// Tuning constants. They are not options because they only matter for
+// throughput of the machinery, not for what a run measures.
+const (
+	dialers     = 32               // goroutines that dial and enroll connections
+	dialTimeout = 10 * time.Second // one connect attempt
+	tokenTTL    = time.Hour        // lifetime of minted login tokens (re-minted per attempt)
+	backoffMin  = 100              // first reconnect delay, ms
+	backoffMax  = 10_000           // reconnect delay cap, ms
+	sweepEvery  = 250 * time.Millisecond
+	fdReserve   = 64 // descriptors kept for listeners, pollers, files
+	// portShare is the part of the ephemeral port range one source address
+	// is given. Linux's connect() searches ports of one parity first, so
+	// past half the range every connect scans a long way: from one address,
+	// 13,000 connections took 0.7 s but 18,000 took 3.9 s (1.1 s from two
+	// addresses), with a 28,232-port range.
+	portShare = 0.45
+)
+
+// Phases of a run, as reported by Snapshot.Phase.
+const (
+	phaseIdle  = "idle"
+	phaseRamp  = "ramp"
+	phaseLoad  = "load"
+	phaseDrain = "drain"
+	phaseDone  = "done"
+)
+
+// Client is a load client. Create it with New, then call Run once. Stats,
+// SetQPS and AdminAddr are safe from any goroutine.
+type Client struct {
+	o        Options
+	log      *slog.Logger
+	from, to uint32
+	users    []user
+	share    schedule.Share
+	raddr    string
+	dialers  []net.Dialer // one per source address
+	sources  []netip.Addr
+	timeout  time.Duration
+	loopsN   int
+
+	qps     atomic.Int64
+	epochNs int64 // wall clock origin of the µs timestamps in user rings
+	phase   atomic.Value
+
+	cli     *gnet.Client
+	loopsMu sync.Mutex
+	loops   atomic.Pointer[[]*loop]
+
+	glob       counters // events not tied to an event loop
+	reasonsMu  sync.Mutex
+	reasons    map[string]uint64
+	rampLeft   atomic.Int64
+	rampDone   chan struct{}
+	stopping   atomic.Bool
+	retry      retryQueue
+	dialQ      chan *user
+	lastDialLg atomic.Int64
+
+	rollMu    sync.Mutex // serialises rollSecond, guards lastT
+	lastT     int64      // the last second rolled
+	histMu    sync.Mutex // guards cum, seconds, last
+	cum       *hdrhistogram.Histogram
+	secHist   *hdrhistogram.Histogram
+	seconds   []Second
+	last      Counts
+	recordSec atomic.Bool
+	histMax   int64
+
+	adminLn   net.Listener
+	adminSrv  *http.Server
+	adminOnce sync.Once
+	ran       atomic.Bool
+	closed    atomic.Bool
+}
+
+// New checks the options, resolves the server address, plans the source
+// addresses, and opens the admin listener (so that AdminAddr is known before
+// Run). A Client that is never Run should be closed with Close.
+func New(o Options) (*Client, error) {
+	if o.Total < 1 || uint64(o.Total) > uint64(^uint32(0)) {
+		return nil, fmt.Errorf("%w: total users %d", ErrOptions, o.Total)
+	}
+	if o.From == 0 && o.To == 0 {
+		o.From, o.To = 1, uint32(o.Total)
+	}
+	if o.From < 1 || o.From > o.To || uint64(o.To) > uint64(o.Total) {
+		return nil, fmt.Errorf("%w: users %d..%d of %d", ErrOptions, o.From, o.To, o.Total)
+	}
+	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 || o.Loops < 0 {
+		return nil, fmt.Errorf("%w: negative QPS, Ramp, Duration, Timeout or Loops", ErrOptions)
+	}
+	if !o.Classic && len(o.Secret) == 0 {
+		return nil, fmt.Errorf("%w: a token secret is needed unless Classic", ErrOptions)
+	}
+	plan, err := schedule.New(uint32(o.Total))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	share, err := plan.Share(o.From, o.To)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
+	ta, err := net.ResolveTCPAddr("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("load: resolve server address %q: %w", o.Addr, err)
+	}
+	count := int(o.To - o.From + 1)
+	loops := o.Loops
+	if loops == 0 {
+		loops = defaultLoops(runtime.GOMAXPROCS(0))
+	}
+	if err := checkFDs(count, loops); err != nil {
+		return nil, err
+	}
+	c := &Client{
+		o:        o,
+		log:      slog.Default().With("component", "load"),
+		from:     o.From,
+		to:       o.To,
+		users:    make([]user, count),
+		share:    share,
+		raddr:    ta.String(),
+		timeout:  o.Timeout,
+		loopsN:   loops,
+		reasons:  make(map[string]uint64),
+		rampDone: make(chan struct{}),
+		dialQ:    make(chan *user),
+	}
+	if c.timeout == 0 {
+		c.timeout = DefaultTimeout
+	}
+	for i := range c.users {
+		c.users[i].id = o.From + uint32(i)
+	}
+	c.qps.Store(int64(o.QPS))
+	c.phase.Store(phaseIdle)
+	c.loops.Store(new([]*loop))
+	c.retry.wake = make(chan struct{}, 1)
+	c.rampLeft.Store(int64(count))
+	c.histMax = max(int64(2*c.timeout/time.Microsecond), int64(10*time.Second/time.Microsecond))
+	c.cum = newHist(c.histMax)
+	c.secHist = newHist(c.histMax)
+
+	c.sources = o.Sources
+	if c.sources == nil {
+		c.sources = autoSources(count, ta)
+	}
+	c.dialers = makeDialers(c.sources)
+
+	if o.Admin != "" {
+		ln, err := net.Listen("tcp", o.Admin)
+		if err != nil {
+			return nil, fmt.Errorf("load: admin listen %s: %w", o.Admin, err)
+		}
+		c.adminLn = ln
+		c.adminSrv = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+	}
+	return c, nil
+}
+
+// defaultLoops leaves one P free besides the event loops. A gnet loop keeps
+// its P while it blocks in epoll_wait, so with as many loops as Ps the Go
+// runtime has no P left to run the 1 ms scheduler and its timer until sysmon
+// retakes one, which it does lazily when idle: measured on 2 cores, at 1,000
+// requests/s, p99 of the send lag was 15 ms with 2 loops and 1.1 ms with 1.
+func defaultLoops(procs int) int {
+	return max(procs-1, 1)
+}
+
+func newHist(maxUS int64) *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, maxUS, 3)
+}
+
+// Close releases the admin listener of a Client that was never Run. Run
+// closes it itself; Close after Run is a no-op.
+func (c *Client) Close() error {
+	c.closed.Store(true)
+	if c.ran.Load() {
+		return nil
+	}
+	var err error
+	c.adminOnce.Do(func() {
+		if c.adminLn != nil {
+			err = c.adminLn.Close()
+		}
+	})
+	return err
+}
+
+// AdminAddr is the address the admin HTTP server listens on (useful when
+// Options.Admin asked for port 0), or "" without one.
+func (c *Client) AdminAddr() string {
+	if c.adminLn == nil {
+		return ""
+	}
+	return c.adminLn.Addr().String()
+}
+
+// SetQPS changes the global rate. Every process derives its windows from the
+// clock, so the new rate takes effect at the next second boundary, when all
+// processes that were told the same rate switch together.
+func (c *Client) SetQPS(q int) {
+	c.qps.Store(int64(max(q, 0)))
+}
+
+// QPS is the current global rate.
+func (c *Client) QPS() int { return int(c.qps.Load()) }
+
+// Users returns the range of users this process simulates.
+func (c *Client) Users() (from, to uint32) { return c.from, c.to }
+
+// Sources returns the source addresses connections are spread over; empty
+// means the kernel picks.
+func (c *Client) Sources() []netip.Addr { return append([]netip.Addr(nil), c.sources...) }
+
+// checkFDs fails early when the users cannot all hold a socket: a run that
+// silently stalls at the descriptor limit would measure nothing useful.
+// While enrolling, a connection briefly holds two descriptors (gnet
+// duplicates it); each loop has an epoll and an event fd.
+func checkFDs(conns, loops int) error {
+	return limits.NeedFiles(conns+dialers+2*loops, "the load client")
+}
+
+// autoSources picks source addresses for a loopback server: one address
+// while the connections fit in portShare of the ephemeral port range, else
+// as many consecutive 127.0.0.x addresses as needed. For any other server
+// the kernel chooses (nil).
+func autoSources(conns int, server *net.TCPAddr) []netip.Addr {
+	ip, ok := netip.AddrFromSlice(server.IP)
+	if !ok || !ip.Unmap().Is4() || !ip.Unmap().IsLoopback() {
+		return nil
+	}
+	lo, hi := portRange()
+	per := max(int(float64(hi-lo+1)*portShare), 1)
+	k := (conns + per - 1) / per
+	return loopbackSources(k)
+}
+
+// loopbackSources returns 127.0.0.1, 127.0.0.2, ... (k addresses, skipping
+// x.x.x.0 and x.x.x.255).
+func loopbackSources(k int) []netip.Addr {
+	out := make([]netip.Addr, 0, k)
+	a := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	for len(out) < k {
+		b := a.As4()
+		if b[3] != 0 && b[3] != 255 {
+			out = append(out, a)
+		}
+		a = a.Next()
+	}
+	return out
+}
+
+// portRange reads the kernel's ephemeral port range, with the Linux
+// default when it cannot.
+func portRange() (lo, hi int) {
+	lo, hi, err := limits.PortRange()
+	if err != nil {
+		return 32768, 60999
+	}
+	return lo, hi
+}
+
+// Run connects every user (at the Ramp pace), waits until all are logged in
+// or have failed a first attempt (or a ramp timeout passes), sends shakes
+// for Duration, waits up to Timeout for answers still in flight, disconnects
+// and returns the totals. Cancelling ctx ends the run early; Run still
+// returns a Summary (with Interrupted set) and a nil error. Errors are
+// returned only when the run cannot start.
+func (c *Client) Run(ctx context.Context) (*Summary, error) {
+	if c.closed.Load() || c.ran.Swap(true) {
+		return nil, ErrReused
+	}
+	start := time.Now()
+	c.epochNs = start.UnixNano()
+	c.phase.Store(phaseRamp)
+
+	cli, err := gnet.NewClient(&handler{c: c},
+		gnet.WithNumEventLoop(c.loopsN),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{c.log}),
+	)
+	if err != nil {
+		c.closeAdmin()
+		return nil, fmt.Errorf("load: gnet client: %w", err)
+	}
+	if err := cli.Start(); err != nil {
+		c.closeAdmin()
+		return nil, fmt.Errorf("load: start gnet client: %w", err)
+	}
+	c.cli = cli
+
+	if c.adminSrv != nil {
+		go func() {
+			if err := c.adminSrv.Serve(c.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.log.Error("admin server stopped", "err", err)
+			}
+		}()
+	}
+
+	bg, stopBg := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { c.report(bg) })
+	wg.Go(func() { c.feed(bg) })
+	for range min(dialers, len(c.users)) {
+		wg.Go(func() { c.dialLoop(bg) })
+	}
+
+	// Ramp.
+	interrupted := false
+	rampTimer := time.NewTimer(c.rampTimeout())
+	select {
+	case <-c.rampDone:
+	case <-rampTimer.C:
+		c.log.Warn("ramp timeout: starting the load with the users connected so far",
+			"connected", c.conns(), "users", len(c.users))
+	case <-ctx.Done():
+		interrupted = true
+	}
+	rampTimer.Stop()
+	connectSeconds := time.Since(start).Seconds()
+	connected := c.conns()
+
+	// Load.
+	var loadSeconds float64
+	if !interrupted {
+		c.phase.Store(phaseLoad)
+		c.recordSec.Store(true)
+		loadStart := time.Now()
+		stop := make(chan struct{})
+		schedDone := make(chan struct{})
+		go func() {
+			defer close(schedDone)
+			c.schedule(stop)
+		}()
+		var end <-chan time.Time
+		if c.o.Duration > 0 {
+			t := time.NewTimer(c.o.Duration)
+			defer t.Stop()
+			end = t.C
+		}
+		select {
+		case <-end:
+		case <-ctx.Done():
+			interrupted = c.o.Duration > 0
+		}
+		close(stop)
+		<-schedDone
+		loadSeconds = time.Since(loadStart).Seconds()
+
+		// Drain: give the answers in flight up to Timeout.
+		c.phase.Store(phaseDrain)
+		c.drain(ctx)
+	}
+
+	// Stop dialing before stopping the loops: an enrollment waits for its
+	// loop, so the loops must outlive every dialer.
+	c.stopping.Store(true)
+	stopBg()
+	wg.Wait()
+	if err := cli.Stop(); err != nil {
+		c.log.Warn("stopping gnet client", "err", err)
+	}
+	c.rollSecond(0)
+	c.phase.Store(phaseDone)
+	c.closeAdmin()
+
+	return c.summary(connected, connectSeconds, loadSeconds, interrupted), nil
+}
+
+// rampTimeout bounds the wait for the first attempt of every user: the time
+// the Ramp pace needs, plus slack for slow logins.
+func (c *Client) rampTimeout() time.Duration {
+	n := len(c.users)
+	if c.o.Ramp > 0 {
+		return time.Duration(n)*time.Second/time.Duration(c.o.Ramp) + 10*time.Second + c.timeout
+	}
+	return 10*time.Second + c.timeout + time.Duration(n)*time.Millisecond
+}
+
+// drain waits until no request is in flight, Timeout passes or ctx is done.
+func (c *Client) drain(ctx context.Context) {
+	deadline := time.Now().Add(c.timeout + sweepEvery)
+	tk := time.NewTicker(5 * time.Millisecond)
+	defer tk.Stop()
+	for c.inFlight() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
+}
+
+func (c *Client) closeAdmin() {
+	if c.adminSrv == nil {
+		return
+	}
+	c.adminOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := c.adminSrv.Shutdown(ctx); err != nil {
+			c.log.Warn("admin shutdown", "err", err)
+		}
+		// Shutdown closes the listener only if Serve started; make sure.
+		_ = c.adminLn.Close()
+	})
+}
+
+// resolveFirst records that u's first connection attempt is over (logged in
+// or failed); the ramp ends when every user's is. Only u's owner calls it.
+func (c *Client) resolveFirst(u *user) {
+	st := u.state.Load()
+	if st&flTried != 0 {
+		return
+	}
+	u.state.Store(st | flTried)
+	if c.rampLeft.Add(-1) == 0 {
+		close(c.rampDone)
+	}
+}
+
+// recordReason counts a connection closed by the server with reason r.
+func (c *Client) recordReason(r proto.Reason) {
+	c.reasonsMu.Lock()
+	c.reasons[r.String()]++
+	c.reasonsMu.Unlock()
+}
+
+func (c *Client) reasonsCopy() map[string]uint64 {
+	c.reasonsMu.Lock()
+	defer c.reasonsMu.Unlock()
+	m := make(map[string]uint64, len(c.reasons))
+	for k, v := range c.reasons {
+		m[k] = v
+	}
+	return m
+}
+
+// gnetLogger routes gnet's logging to slog.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) logf(level slog.Level, format string, args []any) {
+	if g.l.Enabled(context.Background(), level) {
+		g.l.Log(context.Background(), level, fmt.Sprintf(format, args...), "lib", "gnet")
+	}
+}
+
+func (g gnetLogger) Debugf(format string, args ...any) { g.logf(slog.LevelDebug, format, args) }
+func (g gnetLogger) Infof(format string, args ...any)  { g.logf(slog.LevelDebug, format, args) }
+func (g gnetLogger) Warnf(format string, args ...any)  { g.logf(slog.LevelWarn, format, args) }
+func (g gnetLogger) Errorf(format string, args ...any) { g.logf(slog.LevelError, format, args) }
+func (g gnetLogger) Fatalf(format string, args ...any) { g.logf(slog.LevelError, format, args) }

@@ -1,0 +1,242 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hongbao/internal/split"
+)
+
+// CampaignSpec asks for Count shake packets issued at Rate per second, with
+// amounts uniform in [Min, Max] cents, or, when Budget is set, a total of
+// Budget cents split among the packets by the double-mean rule.
+type CampaignSpec struct {
+	Count  uint32 `json:"count"`
+	Rate   uint32 `json:"rate"`
+	Min    uint32 `json:"min,omitempty"`
+	Max    uint32 `json:"max,omitempty"`
+	Budget uint64 `json:"budget,omitempty"`
+}
+
+// ErrBadCampaign wraps every reason a campaign spec is refused.
+var ErrBadCampaign = errors.New("bad campaign")
+
+// ErrNoCampaign is returned for an unknown campaign id.
+var ErrNoCampaign = errors.New("no such campaign")
+
+func (c CampaignSpec) validate() error {
+	switch {
+	case c.Count == 0:
+		return fmt.Errorf("%w: count must be positive", ErrBadCampaign)
+	case c.Rate == 0:
+		return fmt.Errorf("%w: rate must be positive", ErrBadCampaign)
+	case c.Budget > 0 && (c.Min != 0 || c.Max != 0):
+		return fmt.Errorf("%w: give either min/max or budget, not both", ErrBadCampaign)
+	case c.Budget > 0 && c.Budget < uint64(c.Count):
+		return fmt.Errorf("%w: budget %d cents cannot give %d packets a cent each", ErrBadCampaign, c.Budget, c.Count)
+	case c.Budget > 0 && c.Budget-uint64(c.Count-1) > math.MaxUint32:
+		// One packet may get all but a cent per other packet, and an amount
+		// travels as a uint32.
+		return fmt.Errorf("%w: budget too large for %d packets: one packet could exceed %d cents", ErrBadCampaign, c.Count, uint32(math.MaxUint32))
+	case c.Budget == 0 && (c.Min == 0 || c.Max < c.Min):
+		return fmt.Errorf("%w: need 1 <= min <= max cents, got min=%d max=%d", ErrBadCampaign, c.Min, c.Max)
+	}
+	return nil
+}
+
+// Campaign states.
+const (
+	StateRunning = "running"
+	StateDone    = "done"    // every packet issued
+	StateStopped = "stopped" // stopped before the end
+)
+
+// CampaignInfo is a campaign's progress as the admin API shows it.
+type CampaignInfo struct {
+	ID uint32 `json:"id"`
+	CampaignSpec
+	State        string `json:"state"`
+	Issued       uint32 `json:"issued"`
+	Taken        uint64 `json:"taken"`
+	AmountIssued uint64 `json:"amount_issued"`
+	AmountTaken  uint64 `json:"amount_taken"`
+}
+
+// campaign is a running shake campaign. The issuer goroutine owns the issue
+// fields; the take counters are bumped by the event loops.
+type campaign struct {
+	id   uint32
+	spec CampaignSpec
+
+	// owned by the issuer, guarded by campaigns.mu for readers
+	state        string
+	issued       uint32
+	amountIssued uint64
+	anchor       time.Time // pacing origin
+	sinceAnchor  uint64    // packets issued since anchor
+
+	taken       atomic.Uint64
+	amountTaken atomic.Uint64
+}
+
+// campaigns issues packets of all running campaigns into the sets, paced
+// within each second and spread over the sets in proportion to their users.
+type campaigns struct {
+	mu     sync.Mutex
+	list   []*campaign
+	nextID uint32
+	rng    *rand.Rand
+
+	sets       []set
+	perSet     []uint64 // packets issued into each set, for proportional spreading
+	nextPacket atomic.Uint32
+
+	// outstanding counts packets of all campaigns not yet taken and still to
+	// be issued; with started set, zero means "all taken".
+	outstanding atomic.Int64
+	started     atomic.Bool
+}
+
+func newCampaigns(sets []set) *campaigns {
+	return &campaigns{sets: sets, perSet: make([]uint64, len(sets)), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+func (cs *campaigns) start(spec CampaignSpec, now time.Time) (CampaignInfo, error) {
+	if err := spec.validate(); err != nil {
+		return CampaignInfo{}, err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.nextID++
+	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, anchor: now}
+	cs.list = append(cs.list, c)
+	cs.outstanding.Add(int64(spec.Count))
+	cs.started.Store(true)
+	return c.info(), nil
+}
+
+func (cs *campaigns) stop(id uint32) (CampaignInfo, error) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range cs.list {
+		if c.id == id {
+			if c.state == StateRunning {
+				c.state = StateStopped
+				cs.outstanding.Add(-int64(c.spec.Count - c.issued))
+			}
+			return c.info(), nil
+		}
+	}
+	return CampaignInfo{}, fmt.Errorf("%w: %d", ErrNoCampaign, id)
+}
+
+func (cs *campaigns) infos() []CampaignInfo {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	out := make([]CampaignInfo, 0, len(cs.list))
+	for _, c := range cs.list {
+		out = append(out, c.info())
+	}
+	return out
+}
+
+func (c *campaign) info() CampaignInfo {
+	return CampaignInfo{
+		ID: c.id, CampaignSpec: c.spec, State: c.state, Issued: c.issued,
+		Taken: c.taken.Load(), AmountIssued: c.amountIssued, AmountTaken: c.amountTaken.Load(),
+	}
+}
+
+// allTaken reports whether campaigns ran and nothing is left to take.
+func (cs *campaigns) allTaken() bool {
+	return cs.started.Load() && cs.outstanding.Load() <= 0
+}
+
+// tickEvery is how often the issuer wakes; pacing is computed from elapsed
+// time, so the tick only sets the granularity.
+const tickEvery = 5 * time.Millisecond
+
+// maxLag bounds catch-up: if the issuer fell further behind than this (a
+// stall, a paused process), it re-anchors instead of bursting.
+const maxLag = 50 * time.Millisecond
+
+// issue issues every packet due at now.
+func (cs *campaigns) issue(now time.Time) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, c := range cs.list {
+		if c.state != StateRunning {
+			continue
+		}
+		elapsed := now.Sub(c.anchor)
+		due := uint64(elapsed.Seconds() * float64(c.spec.Rate))
+		if lag := due - c.sinceAnchor; due > c.sinceAnchor && time.Duration(float64(lag)/float64(c.spec.Rate)*float64(time.Second)) > maxLag {
+			// Fell behind: forget the backlog rather than burst it out.
+			c.anchor, c.sinceAnchor, due = now, 0, 0
+		}
+		for c.sinceAnchor < due && c.issued < c.spec.Count {
+			cs.issueOne(c)
+			c.sinceAnchor++
+		}
+		if c.issued == c.spec.Count {
+			c.state = StateDone
+		}
+	}
+}
+
+func (cs *campaigns) issueOne(c *campaign) {
+	var amount uint64
+	left := uint64(c.spec.Count - c.issued)
+	if c.spec.Budget > 0 {
+		amount = split.Next(cs.rng, c.spec.Budget-c.amountIssued, left)
+	} else {
+		amount = uint64(c.spec.Min) + cs.rng.Uint64N(uint64(c.spec.Max-c.spec.Min)+1)
+	}
+	p := packet{id: cs.nextPacket.Add(1), amount: uint32(amount), campaign: c}
+	cs.sets[cs.pickSet()].put(p)
+	c.issued++
+	c.amountIssued += amount
+}
+
+// pickSet chooses the set furthest below its fair share of packets, where
+// the fair share is proportional to its online users (equal shares when
+// nobody is online).
+func (cs *campaigns) pickSet() int {
+	var total int64
+	for i := range cs.sets {
+		total += cs.sets[i].online.Load()
+	}
+	var issued uint64
+	for _, n := range cs.perSet {
+		issued += n
+	}
+	best, bestDeficit := 0, -1e18
+	for i := range cs.sets {
+		var share float64
+		if total > 0 {
+			share = float64(cs.sets[i].online.Load()) / float64(total)
+		} else {
+			share = 1 / float64(len(cs.sets))
+		}
+		if share == 0 {
+			continue
+		}
+		if d := share*float64(issued+1) - float64(cs.perSet[i]); d > bestDeficit {
+			best, bestDeficit = i, d
+		}
+	}
+	cs.perSet[best]++
+	return best
+}
+
+// taken records that a packet of c was granted.
+func (cs *campaigns) taken(p packet) {
+	p.campaign.taken.Add(1)
+	p.campaign.amountTaken.Add(uint64(p.amount))
+	cs.outstanding.Add(-1)
+}

@@ -1,0 +1,261 @@
+// Package server is the hongbao access server: it holds every user's
+// long-lived TCP connection on a few epoll event loops (gnet), partitions
+// users into independent SETs, issues shake red packets at a fixed rate and
+// answers shakes, and serves an admin HTTP API.
+//
+// The files split by concern: options.go (configuration), conn.go (the
+// per-connection event handlers and the request path), set.go (the SETs),
+// campaign.go (issuing packets), stats.go (counters), admin.go (HTTP).
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+
+	"hongbao/internal/auth"
+	"hongbao/internal/proto"
+)
+
+// Server is one access server process's engine.
+type Server struct {
+	opts  Options
+	sets  []set
+	camps *campaigns
+	loops []*loop
+
+	loopMu   sync.Mutex
+	loopOf   map[gnet.EventLoop]*loop
+	nextLoop int
+
+	eng      gnet.Engine
+	addr     string
+	booted   chan struct{}
+	runDone  chan struct{}
+	runErr   error
+	sec      atomic.Uint64 // coarse clock, Unix seconds, for frame stamps and admission
+	draining atomic.Bool
+	rater    rater
+
+	admin   *http.Server
+	adminLn net.Listener
+
+	stopTick chan struct{}
+	tickDone chan struct{}
+}
+
+// loop is the state owned by one event loop: its scratch buffer, token
+// verifier, admission window and counters. Nothing here is touched by
+// another loop, so the request path shares no state between loops.
+type loop struct {
+	out      []byte
+	signer   *auth.Signer
+	budget   int    // admitted shakes per second on this loop
+	admitSec uint64 // second of the current admission window
+	admitted int
+	counters counters
+}
+
+// New validates opts and prepares a server; Start runs it.
+func New(opts Options) (*Server, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	n := opts.Loops
+	if n == 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	opts.Loops = n
+	s := &Server{
+		opts:     opts,
+		sets:     make([]set, opts.Sets),
+		loopOf:   make(map[gnet.EventLoop]*loop, n),
+		booted:   make(chan struct{}),
+		runDone:  make(chan struct{}),
+		stopTick: make(chan struct{}),
+		tickDone: make(chan struct{}),
+	}
+	for i := range s.sets {
+		s.sets[i].sessions = make(map[uint32]*session)
+	}
+	s.camps = newCampaigns(s.sets)
+	per := (opts.Budget + n - 1) / n
+	for i := 0; i < n; i++ {
+		l := &loop{out: make([]byte, 0, 4096), budget: per}
+		if len(opts.Secret) > 0 {
+			signer, err := auth.NewSigner(opts.Secret)
+			if err != nil {
+				return nil, err
+			}
+			l.signer = signer
+		}
+		s.loops = append(s.loops, l)
+	}
+	s.sec.Store(uint64(opts.Now().Unix()))
+	return s, nil
+}
+
+// Start listens and serves in the background until Shutdown.
+func (s *Server) Start(ctx context.Context) error {
+	if s.opts.Admin != "" {
+		ln, err := net.Listen("tcp", s.opts.Admin)
+		if err != nil {
+			return fmt.Errorf("admin listen %s: %w", s.opts.Admin, err)
+		}
+		s.adminLn = ln
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go s.admin.Serve(ln)
+	}
+	go func() {
+		defer close(s.runDone)
+		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+s.opts.Listen,
+			gnet.WithMulticore(true),
+			gnet.WithNumEventLoop(s.opts.Loops),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReuseAddr(true),
+			gnet.WithLogger(gnetLogger{s.opts.Logger}),
+		)
+	}()
+	select {
+	case <-s.booted:
+	case <-s.runDone:
+		s.closeAdmin()
+		return fmt.Errorf("listen %s: %w", s.opts.Listen, s.runErr)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	go s.ticker()
+	s.opts.Logger.Info("server listening", "addr", s.addr, "admin", s.AdminAddr(), "sets", s.opts.Sets,
+		"loops", s.opts.Loops, "budget", s.opts.Budget, "classic", s.opts.AllowClassic)
+	return nil
+}
+
+// Addr is the address clients connect to (the real port when :0 was asked).
+func (s *Server) Addr() string { return s.addr }
+
+// AdminAddr is the admin HTTP address, or "" when there is none.
+func (s *Server) AdminAddr() string {
+	if s.adminLn == nil {
+		return ""
+	}
+	return s.adminLn.Addr().String()
+}
+
+// StartCampaign starts a shake campaign.
+func (s *Server) StartCampaign(spec CampaignSpec) (CampaignInfo, error) {
+	return s.camps.start(spec, s.opts.Now())
+}
+
+// StopCampaign stops issuing a campaign's packets; those already waiting
+// in the SETs can still be taken.
+func (s *Server) StopCampaign(id uint32) (CampaignInfo, error) { return s.camps.stop(id) }
+
+// Campaigns lists every campaign with its progress.
+func (s *Server) Campaigns() []CampaignInfo { return s.camps.infos() }
+
+// ticker drives the coarse clock, the campaign issuer and the per-second rates.
+func (s *Server) ticker() {
+	defer close(s.tickDone)
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	lastSec := s.sec.Load()
+	for {
+		select {
+		case <-s.stopTick:
+			return
+		case <-t.C:
+		}
+		now := s.opts.Now()
+		sec := uint64(now.Unix())
+		s.sec.Store(sec)
+		s.camps.issue(now)
+		if sec != lastSec {
+			lastSec = sec
+			tot, _ := s.totals()
+			s.rater.tick(now, tot)
+		}
+	}
+}
+
+// Shutdown stops the server gracefully: new connections are refused,
+// requests already read are answered, every client is told the server is
+// shutting down, and the event loops stop. It returns when all is closed or
+// ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.draining.CompareAndSwap(false, true) {
+		<-s.runDone
+		return nil
+	}
+	close(s.stopTick)
+	<-s.tickDone
+	s.closeAdmin()
+	bye := proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0)
+	for i := range s.sets {
+		s.sets[i].each(func(ss *session) { ss.closeWith(bye) })
+	}
+	// Give the loops a moment to flush the goodbyes and see the closes.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if _, conns := s.totals(); conns == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err := s.eng.Stop(ctx)
+	<-s.runDone
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) closeAdmin() {
+	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = s.admin.Shutdown(ctx)
+	}
+}
+
+// loopFor returns the state of the event loop el, assigning one on first sight.
+func (s *Server) loopFor(el gnet.EventLoop) *loop {
+	s.loopMu.Lock()
+	defer s.loopMu.Unlock()
+	l, ok := s.loopOf[el]
+	if !ok {
+		l = s.loops[s.nextLoop%len(s.loops)]
+		s.nextLoop++
+		s.loopOf[el] = l
+	}
+	return l
+}
+
+// boundAddr reads the listener's real address from a dup of its fd.
+func boundAddr(eng gnet.Engine) (string, error) {
+	fd, err := eng.Dup()
+	if err != nil {
+		return "", err
+	}
+	defer unix.Close(fd)
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return "", err
+	}
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port)), nil
+	case *unix.SockaddrInet6:
+		return net.JoinHostPort(net.IP(a.Addr[:]).String(), strconv.Itoa(a.Port)), nil
+	}
+	return "", fmt.Errorf("unexpected listener address %T", sa)
+}
