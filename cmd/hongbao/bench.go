@@ -64,6 +64,8 @@ func runBench(ctx context.Context, args []string) error {
 		if dir, err = os.MkdirTemp("", "hongbao-bench-"); err != nil {
 			return err
 		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
 	}
 	o.Bin, o.Dir, o.Log = bin, dir, os.Stderr
 	rep, err := bench.Run(ctx, o)
