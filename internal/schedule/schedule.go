@@ -164,7 +164,7 @@ func (s *Share) Users() (from, to uint32) { return s.from, s.to }
 // Each calls fn(id, j) for every slot j in [j0, j1) of second sec at rate q
 // whose user this share owns, and returns how many it called. The calls come
 // grouped by residue class, not in slot order. Each does not allocate as
-// long as fn does not.
+// long as fn does not; a nil fn only counts.
 func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
 	if q <= 0 || s.plan == nil {
 		return 0
@@ -186,9 +186,11 @@ func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
 				continue
 			}
 			// Users of class r at positions lo..hi-1: index 13*(pos-off)+r.
-			off := int(s.plan.off[r])
-			for pos := lo; pos < hi; pos++ {
-				fn(uint32(Classes*(pos-off)+r+1), j+pos-p)
+			if fn != nil {
+				off := int(s.plan.off[r])
+				for pos := lo; pos < hi; pos++ {
+					fn(uint32(Classes*(pos-off)+r+1), j+pos-p)
+				}
 			}
 			count += hi - lo
 		}
@@ -199,24 +201,4 @@ func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
 
 // Count returns how many slots of [j0, j1) in second sec at rate q this share
 // owns, without enumerating them.
-func (s *Share) Count(sec int64, q, j0, j1 int) int {
-	if q <= 0 || s.plan == nil {
-		return 0
-	}
-	j0 = max(j0, 0)
-	j1 = min(j1, q)
-	n := int(s.plan.n)
-	start := int(s.plan.Start(sec, q))
-	count := 0
-	for j := j0; j < j1; {
-		p := (start + j) % n
-		l := min(j1-j, n-p)
-		for _, iv := range s.iv {
-			if lo, hi := max(int(iv.lo), p), min(int(iv.hi), p+l); lo < hi {
-				count += hi - lo
-			}
-		}
-		j += l
-	}
-	return count
-}
+func (s *Share) Count(sec int64, q, j0, j1 int) int { return s.Each(sec, q, j0, j1, nil) }
