@@ -8,6 +8,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"hongbao/internal/auth"
+	"hongbao/internal/ledger"
 	"hongbao/internal/proto"
 )
 
@@ -23,6 +24,31 @@ type session struct {
 	set     *set // nil until login
 	user    uint32
 	classic bool
+	// waiting is set while an answer waits for the ledger: the session's
+	// next frames stay unread in gnet's inbound buffer until resume (run on
+	// the event loop after the answer is written) clears it and wakes the
+	// connection, so answers keep the order of requests.
+	waiting bool
+	resume  gnet.AsyncCallback
+}
+
+func newSession(c gnet.Conn, l *loop) *session {
+	ss := &session{conn: c, loop: l}
+	ss.resume = func(c gnet.Conn, err error) error {
+		ss.waiting = false
+		if err != nil {
+			return nil
+		}
+		return c.Wake(nil)
+	}
+	return ss
+}
+
+// replyLater sends frame once the ledger has made its record durable; if
+// it cannot, field number failField is set to failValue first.
+func (ss *session) replyLater(frame []byte, failField int, failValue uint32) *durableReply {
+	ss.waiting = true
+	return &durableReply{ss: ss, frame: frame, failOff: proto.HeaderSize + 4*failField, failValue: failValue}
 }
 
 // closeWith sends frame and closes the connection; safe from any goroutine.
@@ -55,7 +81,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopFor(c.EventLoop())
 	l.counters.opened.Add(1)
 	l.counters.conns.Add(1)
-	c.SetContext(&session{conn: c, loop: l})
+	c.SetContext(newSession(c, l))
 	if s.draining.Load() {
 		return proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0), gnet.Close
 	}
@@ -89,7 +115,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		reason proto.Reason
 		cause  proto.Cmd
 	)
-	for reason == proto.ReasonNone {
+	for reason == proto.ReasonNone && !ss.waiting {
 		frame, _, err := proto.Split(buf[used:])
 		if err != nil {
 			reason = proto.ReasonBadLength
@@ -102,7 +128,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		out, reason, cause = s.handle(ss, frame, out)
 	}
 	_, _ = c.Discard(used)
-	if reason == proto.ReasonNone && s.draining.Load() {
+	if reason == proto.ReasonNone && s.draining.Load() && !ss.waiting {
 		reason = proto.ReasonShutdown
 	}
 	if reason != proto.ReasonNone {
@@ -174,9 +200,25 @@ func (s *Server) handle(ss *session, frame, out []byte) ([]byte, proto.Reason, p
 		if ss.set == nil {
 			return out, proto.ReasonNotLoggedIn, h.Cmd
 		}
-		// Group packets arrive with the ledger; until then no packet id is
-		// known, and the classic answer for it is an amount of 0.
-		return proto.AppendFrame(out, proto.CmdClassicOpenR, now, proto.U32(p, 1), 0), 0, 0
+		if u := proto.U32(p, 0); u != ss.user && u != 0 {
+			return out, proto.ReasonBadUser, h.Cmd
+		}
+		return s.openPacket(ss, proto.U32(p, 1), true, now, out), 0, 0
+	case proto.CmdOpen:
+		if ss.set == nil {
+			return out, proto.ReasonNotLoggedIn, h.Cmd
+		}
+		return s.openPacket(ss, proto.U32(p, 0), false, now, out), 0, 0
+	case proto.CmdSend:
+		if ss.set == nil {
+			return out, proto.ReasonNotLoggedIn, h.Cmd
+		}
+		return s.sendPacket(ss, p, now, out), 0, 0
+	case proto.CmdList:
+		if ss.set == nil {
+			return out, proto.ReasonNotLoggedIn, h.Cmd
+		}
+		return proto.AppendListResp(out, now, proto.U32(p, 0), s.groups.pending(ss.user, proto.MaxListed)), 0, 0
 	}
 	return out, proto.ReasonNotForClient, h.Cmd
 }
@@ -230,7 +272,16 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 		s.camps.taken(p)
 		c.got.Add(1)
 		c.grantedAmount.Add(uint64(p.amount))
-		return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.id, p.amount)
+		// A granted shake packet is a money movement: with a ledger it is
+		// answered once its record is durable.
+		rec := ledger.Record{Kind: ledger.KindShake, Time: s.opts.Now().UnixMilli(), Campaign: p.campaign.id, Packet: p.id, Amount: uint64(p.amount)}
+		if s.led == nil {
+			s.groups.move(ss.user, int64(p.amount), &rec, nil)
+			return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.id, p.amount)
+		}
+		s.groups.move(ss.user, int64(p.amount), &rec,
+			ss.replyLater(proto.AppendShakeResp(nil, now, ss.user, proto.ResultGot, p.id, p.amount), 1, proto.ResultLedgerFailed))
+		return out
 	}
 	if s.camps.allTaken() {
 		c.allTaken.Add(1)
@@ -238,6 +289,56 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 	}
 	c.none.Add(1)
 	return proto.AppendShakeResp(out, now, ss.user, proto.ResultNone, 0, 0)
+}
+
+// openPacket answers an open of a group packet: at once for a refusal, or
+// once the grant (or, for a repeat, the first grant) is durable. classic
+// answers with the classic frame (packet id, amount; 0 for a refusal).
+func (s *Server) openPacket(ss *session, id uint32, classic bool, now uint64, out []byte) []byte {
+	answer := func(dst []byte, r openResult) []byte {
+		if classic {
+			return proto.AppendFrame(dst, proto.CmdClassicOpenR, now, id, r.amount)
+		}
+		return proto.AppendFrame(dst, proto.CmdOpenResp, now, id, r.result, r.amount)
+	}
+	var later func(openResult) ledger.Done
+	if s.led != nil {
+		later = func(r openResult) ledger.Done {
+			if classic { // no result field: a failure answers amount 0
+				return ss.replyLater(answer(nil, r), 1, 0)
+			}
+			return ss.replyLater(answer(nil, r), 1, proto.ResultLedgerFailed)
+		}
+	}
+	r := s.groups.open(ss.user, id, later)
+	if r.durable {
+		return out
+	}
+	return answer(out, r)
+}
+
+// sendPacket answers a group send: at once when invalid, once the funding
+// record is durable otherwise.
+func (s *Server) sendPacket(ss *session, p []byte, now uint64, out []byte) []byte {
+	items := proto.Items(proto.CmdSend, p)
+	sp := SendSpec{Sender: ss.user, Total: proto.U32(p, 0), Shares: proto.U32(p, 1), Key: proto.U64(p, 2),
+		Recipients: make([]uint32, len(items)/4)}
+	for i := range sp.Recipients {
+		sp.Recipients[i] = proto.U32(items, i)
+	}
+	key := sp.Key
+	if r := s.validateSend(&sp); r != proto.ResultOK || s.led == nil {
+		var id uint32
+		if r == proto.ResultOK {
+			s.groups.send(sp, func(pid, res uint32) { id, r = pid, res })
+		}
+		return proto.AppendFrame(out, proto.CmdSendResp, now, r, id, uint32(key>>32), uint32(key))
+	}
+	ss.waiting = true
+	s.groups.send(sp, func(pid, res uint32) {
+		_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdSendResp, s.sec.Load(), res, pid, uint32(key>>32), uint32(key)), ss.resume)
+	})
+	return out
 }
 
 // gnetLogger routes gnet's logs to slog.
