@@ -127,7 +127,9 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		used += len(frame)
 		out, reason, cause = s.handle(ss, frame, out)
 	}
-	_, _ = c.Discard(used)
+	if used > 0 { // Discard(0) would drop everything buffered
+		_, _ = c.Discard(used)
+	}
 	if reason == proto.ReasonNone && s.draining.Load() && !ss.waiting {
 		reason = proto.ReasonShutdown
 	}
