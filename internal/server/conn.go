@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -24,31 +25,42 @@ type session struct {
 	set     *set // nil until login
 	user    uint32
 	classic bool
-	// waiting is set while an answer waits for the ledger: the session's
-	// next frames stay unread in gnet's inbound buffer until resume (run on
-	// the event loop after the answer is written) clears it and wakes the
-	// connection, so answers keep the order of requests.
-	waiting bool
-	resume  gnet.AsyncCallback
+	// inflight counts this session's answers queued behind the ledger and
+	// not yet written (event-loop owned). While it is non-zero every later
+	// answer, immediate or not, is queued behind them too: the ledger
+	// completes in append order and the loop writes in that order, so
+	// answers keep the order of requests. At maxInflight the session's
+	// further frames stay unread in gnet's inbound buffer until an answer
+	// is written and resume wakes the connection.
+	inflight int32
+	resume   gnet.AsyncCallback
 }
+
+// maxInflight bounds the answers one session may have queued behind the
+// ledger; past it its frames wait unread (backpressure on a flooding client).
+const maxInflight = 64
 
 func newSession(c gnet.Conn, l *loop) *session {
 	ss := &session{conn: c, loop: l}
 	ss.resume = func(c gnet.Conn, err error) error {
-		ss.waiting = false
-		if err != nil {
+		ss.inflight--
+		if err != nil || ss.inflight != maxInflight-1 {
 			return nil
 		}
-		return c.Wake(nil)
+		return c.Wake(nil) // it had stopped reading: read on
 	}
 	return ss
 }
 
 // replyLater sends frame once the ledger has made its record durable; if
-// it cannot, field number failField is set to failValue first.
+// it cannot, field number failField (if >= 0) is set to failValue first.
 func (ss *session) replyLater(frame []byte, failField int, failValue uint32) *durableReply {
-	ss.waiting = true
-	return &durableReply{ss: ss, frame: frame, failOff: proto.HeaderSize + 4*failField, failValue: failValue}
+	ss.inflight++
+	off := -1
+	if failField >= 0 {
+		off = proto.HeaderSize + 4*failField
+	}
+	return &durableReply{ss: ss, frame: frame, failOff: off, failValue: failValue}
 }
 
 // closeWith sends frame and closes the connection; safe from any goroutine.
@@ -115,7 +127,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		reason proto.Reason
 		cause  proto.Cmd
 	)
-	for reason == proto.ReasonNone && !ss.waiting {
+	for reason == proto.ReasonNone && ss.inflight < maxInflight {
 		frame, _, err := proto.Split(buf[used:])
 		if err != nil {
 			reason = proto.ReasonBadLength
@@ -125,12 +137,18 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 			break
 		}
 		used += len(frame)
+		before, queued := len(out), ss.inflight > 0
 		out, reason, cause = s.handle(ss, frame, out)
+		if queued && reason == proto.ReasonNone && len(out) > before {
+			// Answers are queued behind the ledger: this one goes behind them.
+			s.led.Append(nil, ss.replyLater(slices.Clone(out[before:]), -1, 0))
+			out = out[:before]
+		}
 	}
 	if used > 0 { // Discard(0) would drop everything buffered
 		_, _ = c.Discard(used)
 	}
-	if reason == proto.ReasonNone && s.draining.Load() && !ss.waiting {
+	if reason == proto.ReasonNone && s.draining.Load() && ss.inflight == 0 {
 		reason = proto.ReasonShutdown
 	}
 	if reason != proto.ReasonNone {
@@ -336,7 +354,7 @@ func (s *Server) sendPacket(ss *session, p []byte, now uint64, out []byte) []byt
 		}
 		return proto.AppendFrame(out, proto.CmdSendResp, now, r, id, uint32(key>>32), uint32(key))
 	}
-	ss.waiting = true
+	ss.inflight++
 	s.groups.send(sp, func(pid, res uint32) {
 		_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdSendResp, s.sec.Load(), res, pid, uint32(key>>32), uint32(key)), ss.resume)
 	})

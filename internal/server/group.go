@@ -438,7 +438,7 @@ type durableReply struct {
 }
 
 func (d *durableReply) Durable(_ *ledger.Record, err error) {
-	if err != nil {
+	if err != nil && d.failOff >= 0 {
 		d.ss.loop.counters.errors.Add(1)
 		putU32(d.frame[d.failOff:], d.failValue)
 	}

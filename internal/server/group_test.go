@@ -381,10 +381,11 @@ func TestDurableAnswersKeepOrder(t *testing.T) {
 	b = proto.AppendFrame(b, proto.CmdOpen, 1, id)
 	b = proto.AppendPing(b, proto.CmdPing, 1, 77)
 	b = proto.AppendShake(b, 1, 2)
+	b = proto.AppendPing(b, proto.CmdPing, 1, 78)
 	if err := c.Send(b); err != nil {
 		t.Fatal(err)
 	}
-	want := []proto.Cmd{proto.CmdShakeResp, proto.CmdOpenResp, proto.CmdPong, proto.CmdShakeResp}
+	want := []proto.Cmd{proto.CmdShakeResp, proto.CmdOpenResp, proto.CmdPong, proto.CmdShakeResp, proto.CmdPong}
 	for i, w := range want {
 		f, err := c.Read()
 		if err != nil {

@@ -51,3 +51,39 @@ func TestDurablePipelinedShakes(t *testing.T) {
 	}
 	audit(t, s)
 }
+
+// TestDurableFloodIsAnsweredInOrder: one connection sends 500 requests at
+// once, most of them durable (repeated opens) mixed with pings: past the
+// in-flight cap the server stops reading, then resumes, and every answer
+// comes back in order.
+func TestDurableFloodIsAnsweredInOrder(t *testing.T) {
+	s := startLedgerServer(t, "", nil)
+	id := send(t, login(t, s, 1), 100, 1, 1, 2)
+	c := login(t, s, 2)
+	first := open(t, c, id)
+	var b []byte
+	const n = 500
+	for i := 0; i < n; i++ {
+		if i%5 == 4 {
+			b = proto.AppendPing(b, proto.CmdPing, 1, uint32(i))
+		} else {
+			b = proto.AppendFrame(b, proto.CmdOpen, 1, id)
+		}
+	}
+	if err := c.Send(b); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		f, err := c.Read()
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if i%5 == 4 {
+			if f.Cmd != proto.CmdPong || f.Field(0) != uint32(i) {
+				t.Fatalf("answer %d: %#04x %d, want pong %d", i, uint16(f.Cmd), f.Field(0), i)
+			}
+		} else if f.Cmd != proto.CmdOpenResp || f.Field(1) != proto.ResultAlreadyOpened || f.Field(2) != first.Amount {
+			t.Fatalf("answer %d: %#04x %d %d", i, uint16(f.Cmd), f.Field(1), f.Field(2))
+		}
+	}
+}
