@@ -87,3 +87,23 @@ func TestDurableFloodIsAnsweredInOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestShakeHotPathAllocatesNothing: the answers that need no durability
+// (none, overloaded) allocate nothing, with the ledger on.
+func TestShakeHotPathAllocatesNothing(t *testing.T) {
+	s := startLedgerServer(t, "", func(o *Options) { o.Budget = 1 })
+	l := s.loops[0]
+	ss := newSession(nil, l)
+	ss.user, ss.set = 5, &s.sets[5%len(s.sets)]
+	out := make([]byte, 0, 256)
+	now := s.sec.Load()
+	allocs := testing.AllocsPerRun(1000, func() {
+		out = s.shake(ss, now, out[:0]) // the first is "none", the rest "overloaded"
+	})
+	if allocs != 0 {
+		t.Fatalf("shake allocates %v per call", allocs)
+	}
+	if ss.inflight != 0 {
+		t.Fatal("a none/overloaded answer went through the ledger")
+	}
+}
