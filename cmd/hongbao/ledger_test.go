@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"hongbao/internal/auth"
+	"hongbao/internal/bench"
 	"hongbao/internal/client"
 	"hongbao/internal/harness"
 	"hongbao/internal/ledger"
@@ -233,5 +235,20 @@ func TestAuditFindsViolationsAndExits1(t *testing.T) {
 	_, stderr, code := run(t, nil, "audit", "--data-dir", filepath.Join(dir, "nope"))
 	if code != 1 || !strings.Contains(stderr, "no ledger") {
 		t.Fatalf("audit of a missing ledger: exit %d %s", code, stderr)
+	}
+}
+
+func TestBenchLedgerPrintsJSON(t *testing.T) {
+	out, stderr, code := run(t, nil, "bench-ledger", "--duration", "1s", "--concurrency", "64", "--conns", "8", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("bench-ledger exit %d\nstderr:\n%s", code, stderr)
+	}
+	var rep bench.LedgerReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("bench-ledger output is not its JSON report: %v\n%s", err, out)
+	}
+	if rep.Grants.PerSecond <= 0 || rep.Grants.P99CommitUS <= 0 || rep.ShakeOff.ShakesPerS <= 0 || rep.ShakeOn.GotPerS <= 0 ||
+		rep.ShakeOnOff <= 0 || rep.ShakeOn.AuditOK == nil || !*rep.ShakeOn.AuditOK {
+		t.Fatalf("implausible report: %+v", rep)
 	}
 }
