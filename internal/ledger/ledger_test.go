@@ -181,3 +181,34 @@ func BenchmarkDurable(b *testing.B) {
 	b.ReportMetric(res.P99CommitUS, "p99-us")
 	b.ReportMetric(res.RecordsPerFS, "records/fsync")
 }
+
+func TestMarkAndReplayTo(t *testing.T) {
+	dir := t.TempDir()
+	l, _ := open(t, dir)
+	defer l.Close()
+	rs := story()
+	for i := range rs[:3] {
+		l.Append(&rs[i], nil)
+	}
+	ch := make(chan int64, 1)
+	l.Mark(func(off int64, err error) {
+		if err != nil {
+			t.Error(err)
+		}
+		ch <- off
+	})
+	for i := range rs[3:] {
+		l.Append(&rs[3+i], nil)
+	}
+	off := <-ch
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReplayTo(dir, off)
+	if err != nil || st.Records != 3 {
+		t.Fatalf("replay to the mark: %d records, %v; want 3", st.Records, err)
+	}
+	if all, _ := Replay(dir); all.Records != uint64(len(rs)) {
+		t.Fatalf("full replay %d records", all.Records)
+	}
+}

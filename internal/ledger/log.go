@@ -36,6 +36,8 @@ type pending struct {
 	rec  Record
 	has  bool
 	done Done
+	off  int                        // offset in the batch where this entry starts
+	at   func(off int64, err error) // a mark: told the file offset it stands at
 }
 
 // Log is an append-only ledger file with group commit: Append queues a
@@ -77,7 +79,7 @@ func Open(dir string) (*Log, *State, error) {
 		return nil, nil, err
 	}
 	st := NewState()
-	good, err := replay(f, st.Apply)
+	good, err := replay(f, st.Apply, -1)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
@@ -122,7 +124,7 @@ func (l *Log) Append(r *Record, done Done) {
 		}
 		return
 	}
-	p := pending{done: done}
+	p := pending{done: done, off: len(l.buf)}
 	if r != nil {
 		start := len(l.buf)
 		l.buf = append(l.buf, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -133,6 +135,28 @@ func (l *Log) Append(r *Record, done Done) {
 		p.rec, p.has = *r, true
 	}
 	l.pend = append(l.pend, p)
+	l.mu.Unlock()
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Mark queues a barrier that is told, once everything appended before it
+// is durable, the file offset it stands at: the state replayed up to that
+// offset is exactly the state made by those records (see ReplayTo).
+func (l *Log) Mark(at func(off int64, err error)) {
+	l.mu.Lock()
+	if l.closing || l.failed != nil {
+		err := l.failed
+		if err == nil {
+			err = ErrClosed
+		}
+		l.mu.Unlock()
+		at(0, err)
+		return
+	}
+	l.pend = append(l.pend, pending{off: len(l.buf), at: at})
 	l.mu.Unlock()
 	select {
 	case l.wake <- struct{}{}:
@@ -192,6 +216,7 @@ func (l *Log) writer() {
 				}
 				break
 			}
+			base := l.size
 			err := l.write(buf)
 			n := 0
 			for i := range pend {
@@ -209,6 +234,9 @@ func (l *Log) writer() {
 			l.mu.Unlock()
 			for i := range pend {
 				p := &pend[i]
+				if p.at != nil {
+					p.at(base+int64(p.off), err)
+				}
 				if p.done != nil {
 					if p.has {
 						p.done.Durable(&p.rec, err)
@@ -240,22 +268,25 @@ func (l *Log) write(b []byte) error {
 
 // Replay reads the ledger in dir (read-only) into a new State. A torn
 // tail (a crash during a write) ends the replay; it is not an error.
-func Replay(dir string) (*State, error) {
+func Replay(dir string) (*State, error) { return ReplayTo(dir, -1) }
+
+// ReplayTo is Replay of the records before file offset limit (all if < 0).
+func ReplayTo(dir string, limit int64) (*State, error) {
 	f, err := os.Open(filepath.Join(dir, FileName))
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	st := NewState()
-	if _, err := replay(f, st.Apply); err != nil {
+	if _, err := replay(f, st.Apply, limit); err != nil {
 		return nil, err
 	}
 	return st, nil
 }
 
-// replay applies every whole, valid record of f from its start and returns
-// the offset just past the last one.
-func replay(f *os.File, apply func(*Record)) (int64, error) {
+// replay applies every whole, valid record of f from its start (up to
+// offset limit, if >= 0) and returns the offset just past the last one.
+func replay(f *os.File, apply func(*Record), limit int64) (int64, error) {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
@@ -266,7 +297,7 @@ func replay(f *os.File, apply func(*Record)) (int64, error) {
 		p   []byte
 		rec Record
 	)
-	for {
+	for limit < 0 || off < limit {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return off, nil // end, or a torn header
 		}
@@ -290,4 +321,5 @@ func replay(f *os.File, apply func(*Record)) (int64, error) {
 		apply(&rec)
 		off += frameHeader + int64(n)
 	}
+	return off, nil
 }

@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,20 +185,96 @@ type AuditReport struct {
 // ErrNoLedger is returned by Audit on a server without a ledger.
 var ErrNoLedger = errors.New("server runs without a ledger")
 
-// Audit waits until every record queued so far is durable, replays the
-// ledger file from disk and checks its invariants.
+// Audit checks the ledger of a running server: it takes a consistent
+// snapshot of the live state (every packet shard and balance shard locked
+// for the moment of copying, with a mark queued to the ledger at that
+// point), waits until the mark is durable, replays the file up to the mark,
+// checks its invariants, and checks that the live state agrees with it:
+// every packet's remaining amount, shares and who opened what, and every
+// balance.
 func (s *Server) Audit() (AuditReport, error) {
 	if s.led == nil {
 		return AuditReport{}, ErrNoLedger
 	}
-	if err := s.led.Sync(); err != nil {
-		return AuditReport{}, err
+	type livePacket struct {
+		remaining uint64
+		left      uint32
+		opened    map[uint32]uint32
 	}
-	st, err := ledger.Replay(s.opts.DataDir)
+	g := s.groups
+	packets := map[uint32]livePacket{}
+	balances := map[uint32]int64{}
+	type mark struct {
+		off int64
+		err error
+	}
+	ch := make(chan mark, 1)
+	for i := range g.shards {
+		g.shards[i].mu.Lock()
+	}
+	for i := range g.bals {
+		g.bals[i].mu.Lock()
+	}
+	for i := range g.shards {
+		for id, p := range g.shards[i].packets {
+			packets[id] = livePacket{p.remaining, p.left, maps.Clone(p.opened)}
+		}
+	}
+	for i := range g.bals {
+		maps.Copy(balances, g.bals[i].m)
+	}
+	s.led.Mark(func(off int64, err error) { ch <- mark{off, err} })
+	for i := range g.bals {
+		g.bals[i].mu.Unlock()
+	}
+	for i := range g.shards {
+		g.shards[i].mu.Unlock()
+	}
+	m := <-ch
+	if m.err != nil {
+		return AuditReport{}, m.err
+	}
+	st, err := ledger.ReplayTo(s.opts.DataDir, m.off)
 	if err != nil {
 		return AuditReport{}, err
 	}
-	return ReportOf(st), nil
+	rep := ReportOf(st)
+	var diff []string
+	for id, lp := range st.Packets {
+		p, ok := packets[id]
+		switch {
+		case !ok:
+			diff = append(diff, fmt.Sprintf("packet %d is in the ledger but not in the server", id))
+			continue
+		case p.remaining != lp.Remaining || p.left != lp.SharesLeft:
+			diff = append(diff, fmt.Sprintf("packet %d: server has %d cents in %d shares left, the ledger %d in %d", id, p.remaining, p.left, lp.Remaining, lp.SharesLeft))
+		case len(p.opened) != len(lp.Opened):
+			diff = append(diff, fmt.Sprintf("packet %d: opened by %d users in the server, %d in the ledger", id, len(p.opened), len(lp.Opened)))
+		}
+		for u, a := range lp.Opened {
+			if p.opened[u] != uint32(a) {
+				diff = append(diff, fmt.Sprintf("packet %d: user %d got %d cents in the server, %d in the ledger", id, u, p.opened[u], a))
+			}
+		}
+		delete(packets, id)
+	}
+	for id := range packets {
+		diff = append(diff, fmt.Sprintf("packet %d is in the server but not in the ledger", id))
+	}
+	for u, b := range balances {
+		if st.Balances[u] != b {
+			diff = append(diff, fmt.Sprintf("user %d: balance %d in the server, %d in the ledger", u, b, st.Balances[u]))
+		}
+	}
+	for u, b := range st.Balances {
+		if _, ok := balances[u]; !ok && b != 0 {
+			diff = append(diff, fmt.Sprintf("user %d: balance %d in the ledger, none in the server", u, b))
+		}
+	}
+	slices.Sort(diff)
+	rep.Violations = append(rep.Violations, diff...)
+	rep.OK = len(rep.Violations) == 0
+	return rep, nil
 }
 
 // ReportOf summarises a replayed ledger and its violations.

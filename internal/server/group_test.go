@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -406,4 +408,29 @@ func TestDurableAnswersKeepOrder(t *testing.T) {
 		t.Fatalf("shake records %d, want 2", st.ByKind[ledger.KindShake])
 	}
 	audit(t, s)
+}
+
+// TestAuditComparesLiveStateWithTheLedger: a server whose memory differs
+// from its ledger fails the audit.
+func TestAuditComparesLiveStateWithTheLedger(t *testing.T) {
+	s := startLedgerServer(t, "", nil)
+	id := send(t, login(t, s, 1), 100, 2, 1, 2, 3)
+	open(t, login(t, s, 2), id)
+	audit(t, s)
+	sh := s.groups.shard(id)
+	sh.mu.Lock()
+	sh.packets[id].remaining++
+	sh.mu.Unlock()
+	b := s.groups.balanceOf(7)
+	b.mu.Lock()
+	b.m[7] = 5
+	b.mu.Unlock()
+	rep, err := s.Audit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := strings.Join(rep.Violations, "\n")
+	if rep.OK || !strings.Contains(v, fmt.Sprintf("packet %d: server has", id)) || !strings.Contains(v, "user 7: balance 5 in the server, 0 in the ledger") {
+		t.Fatalf("audit of a diverged server: ok=%v\n%s", rep.OK, v)
+	}
 }
