@@ -434,3 +434,24 @@ func TestAuditComparesLiveStateWithTheLedger(t *testing.T) {
 		t.Fatalf("audit of a diverged server: ok=%v\n%s", rep.OK, v)
 	}
 }
+
+// TestExpiryAfterRestart: a packet that expires while the server is down
+// is refunded by the restarted server, once.
+func TestExpiryAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	ttl := func(o *Options) { o.PacketTTL = time.Second }
+	s := startLedgerServer(t, dir, ttl)
+	id := send(t, login(t, s, 1), 300, 3, 1, 2, 3)
+	a := open(t, login(t, s, 2), id).Amount
+	stopServer(t, s)
+	time.Sleep(1100 * time.Millisecond) // past the TTL while down
+	s2 := startLedgerServer(t, dir, ttl)
+	waitFor(t, 5*time.Second, "the refund", func() bool { return s2.groups.Balance(1) == -int64(a) })
+	if r := open(t, login(t, s2, 3), id); r.Result != proto.ResultExpired {
+		t.Fatalf("open after expiry: %+v", r)
+	}
+	rep := audit(t, s2)
+	if rep.ByKind["refund"] != 1 {
+		t.Fatalf("records %v", rep.ByKind)
+	}
+}
