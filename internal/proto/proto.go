@@ -97,19 +97,16 @@ const (
 
 	// Group packets (CmdSendResp, CmdOpenResp). A repeated send with the
 	// same idempotency key answers ResultOK with the original packet.
-	ResultAlreadyOpened   uint32 = 20 // open: opened before; the amount is the same as then
-	ResultPacketTaken     uint32 = 21 // open: every share is taken
-	ResultExpired         uint32 = 22 // open: the packet expired
-	ResultNotRecipient    uint32 = 23 // open: the user is not one of its recipients
-	ResultUnknownPacket   uint32 = 24 // open: no such packet
-	ResultBadAmount       uint32 = 25 // send: total zero, negative or above the limit
-	ResultBadShares       uint32 = 26 // send: shares outside the limits
-	ResultBadRecipients   uint32 = 27 // send: no recipients, too many, a bad id, or a duplicate
-	ResultTooFewCents     uint32 = 28 // send: less than the minimum share for every share
-	ResultLedgerFailed    uint32 = 29 // the ledger could not make the record durable
-	ResultKeyReused       uint32 = 30 // send: idempotency key reused with different content
-	ResultServerNoLedger  uint32 = 31 // reserved
-	ResultOpenUnavailable uint32 = 32 // reserved
+	ResultAlreadyOpened uint32 = 20 // open: opened before; the amount is the same as then
+	ResultPacketTaken   uint32 = 21 // open: every share is taken
+	ResultExpired       uint32 = 22 // open: the packet expired
+	ResultNotRecipient  uint32 = 23 // open: the user is not one of its recipients
+	ResultUnknownPacket uint32 = 24 // open: no such packet
+	ResultBadAmount     uint32 = 25 // send: total zero, negative or above the limit
+	ResultBadShares     uint32 = 26 // send: shares outside the limits
+	ResultBadRecipients uint32 = 27 // send: no recipients, too many, a bad id, or a duplicate
+	ResultTooFewCents   uint32 = 28 // send: less than the minimum share for every share
+	ResultLedgerFailed  uint32 = 29 // the ledger could not make the record durable
 )
 
 // Reason is why the server closed a connection, carried by CmdError.
