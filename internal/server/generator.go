@@ -209,6 +209,7 @@ func (s *Server) Audit() (AuditReport, error) {
 		err error
 	}
 	ch := make(chan mark, 1)
+	nowMs := s.opts.Now().UnixMilli()
 	for i := range g.shards {
 		g.shards[i].mu.Lock()
 	}
@@ -243,6 +244,8 @@ func (s *Server) Audit() (AuditReport, error) {
 	for id, lp := range st.Packets {
 		p, ok := packets[id]
 		switch {
+		case !ok && (lp.Expired || lp.Expiry <= nowMs):
+			continue // expired: evicted from memory
 		case !ok:
 			diff = append(diff, fmt.Sprintf("packet %d is in the ledger but not in the server", id))
 			continue

@@ -42,10 +42,13 @@ func (p *gpacket) isRecipient(u uint32) bool {
 // runs under its shard's lock and no lock is shared between shards.
 type gshard struct {
 	mu      sync.Mutex
-	packets map[uint32]*gpacket
-	fifo    []*gpacket // by expiry (the TTL is one for all, so creation order)
-	rng     *rand.Rand
-	_       [64]byte
+	packets map[uint32]*gpacket // live packets: expired ones are evicted
+	fifo    []*gpacket          // by expiry (the TTL is one for all, so creation order)
+	// evictedUpTo is the highest id evicted from this shard: an unknown id
+	// at or below it is a packet that expired.
+	evictedUpTo uint32
+	rng         *rand.Rand
+	_           [64]byte
 }
 
 type idemKey struct {
@@ -283,6 +286,8 @@ func (g *groups) open(user, id uint32, later func(openResult) ledger.Done) openR
 	g.opens.Add(1)
 	p := sh.packets[id]
 	switch {
+	case p == nil && id != 0 && id <= sh.evictedUpTo:
+		return openResult{result: proto.ResultExpired}
 	case p == nil:
 		return openResult{result: proto.ResultUnknownPacket}
 	case !p.isRecipient(user):
@@ -344,7 +349,9 @@ func (g *groups) pending(user uint32, limit int) []uint32 {
 	return out
 }
 
-// expire refunds every packet past its expiry and tells online senders.
+// expire refunds every packet past its expiry, tells online senders, and
+// evicts the packet from memory (the ledger keeps it): an open of it is
+// answered "expired" from then on.
 func (g *groups) expire(now time.Time) {
 	s := g.s
 	nowMs := now.UnixMilli()
@@ -355,6 +362,8 @@ func (g *groups) expire(now time.Time) {
 		for n < len(sh.fifo) && sh.fifo[n].expiry <= nowMs {
 			p := sh.fifo[n]
 			n++
+			delete(sh.packets, p.id)
+			sh.evictedUpTo = max(sh.evictedUpTo, p.id)
 			if p.expired {
 				continue
 			}
@@ -413,11 +422,13 @@ func (g *groups) restore(st *ledger.State) {
 			p.opened[u] = uint32(a)
 		}
 		sh := g.shard(id)
-		sh.packets[id] = p
-		if !p.expired {
-			sh.fifo = append(sh.fifo, p)
-		}
 		g.idemOf(p.sender).m[idemKey{p.sender, p.key}] = id
+		if p.expired { // refunded before: evicted
+			sh.evictedUpTo = max(sh.evictedUpTo, id)
+			continue
+		}
+		sh.packets[id] = p
+		sh.fifo = append(sh.fifo, p)
 	}
 	for i := range g.shards {
 		sh := &g.shards[i]

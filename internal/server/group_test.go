@@ -240,6 +240,19 @@ func TestGroupExpiryRefundsSender(t *testing.T) {
 	if late := open(t, login(t, s, 3), id); late.Result != proto.ResultExpired {
 		t.Fatalf("open after expiry: %+v", late)
 	}
+	if again := open(t, login(t, s, 2), id); again.Result != proto.ResultExpired {
+		t.Fatalf("reopen after expiry: %+v", again)
+	}
+	sh := s.groups.shard(id)
+	sh.mu.Lock()
+	_, kept := sh.packets[id]
+	sh.mu.Unlock()
+	if kept {
+		t.Fatal("expired packet still in memory")
+	}
+	if r := open(t, login(t, s, 3), id+1000); r.Result != proto.ResultUnknownPacket {
+		t.Fatalf("open of a never-made packet: %+v", r)
+	}
 	rep := audit(t, s)
 	if rep.ByKind["refund"] != 1 {
 		t.Fatalf("records %v", rep.ByKind)
