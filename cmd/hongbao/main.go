@@ -24,12 +24,14 @@ var subcommands = []subcommand{
 	{"demo", "start a server and a load client on loopback, print a summary", runDemo},
 	{"bench", "measure server and client as processes, print JSON", runBench},
 	{"token", "mint a login token for a user", runToken},
+	{"audit", "check a ledger's invariants (offline or on a running server)", runAudit},
+	{"bench-ledger", "measure durable grants/s and shakes with the ledger on vs off, print JSON", runBenchLedger},
 }
 
 func usage() {
 	fmt.Fprintf(os.Stderr, "hongbao: red packets for a million connections\n\nUsage: hongbao <command> [flags]\n\nCommands:\n")
 	for _, c := range subcommands {
-		fmt.Fprintf(os.Stderr, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(os.Stderr, "  %-13s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(os.Stderr, "\nRun 'hongbao <command> --help' for a command's flags.\n")
 }

@@ -72,6 +72,11 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 		{[]string{"bench", "--steps", "1,x"}, nil, `"x" is not a positive rate`},
 		{[]string{"token", "--user", "5"}, nil, "--secret is required"},
 		{[]string{"token", "--secret", "s"}, nil, "--user must be in"},
+		{[]string{"audit"}, nil, "give exactly one of --data-dir and --admin"},
+		{[]string{"audit", "--data-dir", "x", "--admin", "y"}, nil, "give exactly one of --data-dir and --admin"},
+		{[]string{"bench-ledger", "--concurrency", "0"}, nil, "must be positive"},
+		{[]string{"server", "--secret", "s", "--data-dir", ""}, nil, "--data-dir must not be empty"},
+		{[]string{"server", "--secret", "s", "--max-recipients", "5000"}, nil, "--max-recipients must be in"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
@@ -87,7 +92,7 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 }
 
 func TestHelpListsGroupsAndExample(t *testing.T) {
-	for _, sub := range []string{"server", "load", "demo", "bench", "token"} {
+	for _, sub := range []string{"server", "load", "demo", "bench", "token", "audit", "bench-ledger"} {
 		out, _, code := run(t, nil, sub, "--help")
 		if code != 0 || !strings.Contains(out, "Example:") || !strings.Contains(out, "HONGBAO_") {
 			t.Errorf("%s --help: exit %d, output:\n%s", sub, code, out)
@@ -140,7 +145,7 @@ func TestServerSIGTERMExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := harness.Start("server", bin, []string{"server", "--listen", addr, "--admin", admin, "--secret", "s"}, nil)
+	p, err := harness.Start("server", bin, []string{"server", "--listen", addr, "--admin", admin, "--secret", "s", "--data-dir", t.TempDir()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hongbao/internal/limits"
+	"hongbao/internal/proto"
 	"hongbao/internal/server"
 )
 
@@ -20,6 +21,10 @@ func runServer(ctx context.Context, args []string) error {
 		amax     uint
 		logLevel slog.Level
 		grace    time.Duration
+		useLed   bool
+		maxCents uint
+		maxShare uint
+		minCents uint
 	)
 	c := newCommand("server", "Run the access server: holds client connections on event loops, issues shake packets, answers shakes.",
 		"hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --secret s3cret --budget 60000")
@@ -39,6 +44,15 @@ func runServer(ctx context.Context, args []string) error {
 		fs.UintVar(&amin, "amount-min", server.DefaultAmountMin, "smallest packet, cents (classic /yaohongbao campaigns)")
 		fs.UintVar(&amax, "amount-max", server.DefaultAmountMax, "largest packet, cents (classic /yaohongbao campaigns)")
 	})
+	c.group("Group packets and ledger", func(fs *flag.FlagSet) {
+		fs.StringVar(&o.DataDir, "data-dir", "./hongbao-data", "the ledger's directory (created if missing; recovered on start)")
+		fs.BoolVar(&useLed, "ledger", true, "keep the durable ledger (--ledger=false: answers are not durable, for comparison)")
+		fs.DurationVar(&o.PacketTTL, "packet-ttl", server.DefaultPacketTTL, "a group packet's life; then the rest goes back to the sender")
+		fs.UintVar(&maxCents, "max-packet-cents", server.DefaultMaxPacketCents, "largest group packet, cents")
+		fs.UintVar(&maxShare, "max-shares", server.DefaultMaxShares, "most shares of a group packet")
+		fs.IntVar(&o.MaxRecipients, "max-recipients", server.DefaultMaxRecipients, "most recipients of a group packet")
+		fs.UintVar(&minCents, "min-share-cents", server.DefaultMinShareCents, "smallest share, cents")
+	})
 	c.group("Process", func(fs *flag.FlagSet) {
 		fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 		fs.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "how long SIGTERM may take to drain")
@@ -52,6 +66,21 @@ func runServer(ctx context.Context, args []string) error {
 	if users > 1<<32-1 || amin > 1<<32-1 || amax > 1<<32-1 {
 		return c.usageErr("--users, --amount-min and --amount-max must fit in 32 bits")
 	}
+	if maxCents < 1 || maxCents > 1<<32-1 || maxShare < 1 || maxShare > 1<<20 || minCents < 1 || minCents > 1<<32-1 {
+		return c.usageErr("--max-packet-cents, --max-shares and --min-share-cents must be positive 32-bit numbers")
+	}
+	if o.MaxRecipients < 1 || o.MaxRecipients > proto.MaxRecipients {
+		return c.usageErr("--max-recipients must be in 1..%d", proto.MaxRecipients)
+	}
+	if o.PacketTTL <= 0 {
+		return c.usageErr("--packet-ttl must be positive")
+	}
+	if !useLed {
+		o.DataDir = ""
+	} else if o.DataDir == "" {
+		return c.usageErr("--data-dir must not be empty (use --ledger=false to run without a ledger)")
+	}
+	o.MaxPacketCents, o.MaxShares, o.MinShareCents = uint32(maxCents), uint32(maxShare), uint32(minCents)
 	o.Secret, o.Users, o.AmountMin, o.AmountMax = []byte(secret), uint32(users), uint32(amin), uint32(amax)
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if _, err := limits.RaiseFiles(); err != nil {

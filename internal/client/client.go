@@ -46,6 +46,9 @@ type Conn struct {
 	buf  []byte
 	in   [proto.MaxFrame]byte
 	User uint32
+	// pushes and refunds received while waiting for another answer
+	pushes  []Push
+	refunds []Refund
 	// Timeout bounds each read (default 5 s).
 	Timeout time.Duration
 }
@@ -163,4 +166,150 @@ func (c *Conn) ReadShake() (ShakeResult, error) {
 		return ShakeResult{}, err
 	}
 	return ShakeResult{Result: f.Field(1), Packet: f.Field(2), Amount: f.Field(3)}, nil
+}
+
+// Push is a group packet pushed to us (CmdPush, or the classic 0x0004
+// frame, whose Sender is 0).
+type Push struct {
+	Packet, Sender, Total, Shares uint32
+}
+
+// Refund tells a sender its packet expired with Amount cents left.
+type Refund struct {
+	Packet, Amount uint32
+}
+
+// await reads until a frame of command cmd, keeping pushes and refunds
+// that arrive before it (see Pushes and Refunds).
+func (c *Conn) await(cmd proto.Cmd) (Frame, error) {
+	for {
+		f, err := c.Read()
+		if err != nil {
+			return f, err
+		}
+		switch {
+		case f.Cmd == cmd:
+			return f, nil
+		case f.Cmd == proto.CmdPush:
+			c.pushes = append(c.pushes, Push{Packet: f.Field(0), Sender: f.Field(1), Total: f.Field(2), Shares: f.Field(3)})
+		case f.Cmd == proto.CmdClassicPush:
+			c.pushes = append(c.pushes, Push{Packet: f.Field(0), Total: f.Field(1), Shares: f.Field(2)})
+		case f.Cmd == proto.CmdRefund:
+			c.refunds = append(c.refunds, Refund{Packet: f.Field(0), Amount: f.Field(1)})
+		default:
+			if cmd == anyNotice {
+				continue
+			}
+			return f, fmt.Errorf("%w: got command 0x%04x, want 0x%04x", ErrUnexpected, uint16(f.Cmd), uint16(cmd))
+		}
+		if cmd == anyNotice {
+			return f, nil
+		}
+	}
+}
+
+// anyNotice makes await return after the next push or refund.
+const anyNotice proto.Cmd = 0xffff
+
+// SendResult is the answer to a group send.
+type SendResult struct {
+	Result, Packet uint32
+}
+
+// SendPacket sends a group packet of total cents in shares shares to the
+// recipients, with an idempotency key, and waits for the answer.
+func (c *Conn) SendPacket(total, shares uint32, key uint64, to []uint32) (SendResult, error) {
+	c.buf = proto.AppendSend(c.buf[:0], now(), total, shares, key, to)
+	if err := c.Send(c.buf); err != nil {
+		return SendResult{}, err
+	}
+	f, err := c.await(proto.CmdSendResp)
+	if err != nil {
+		return SendResult{}, err
+	}
+	return SendResult{Result: f.Field(0), Packet: f.Field(1)}, nil
+}
+
+// OpenResult is the answer to an open.
+type OpenResult struct {
+	Packet, Result, Amount uint32
+}
+
+// Open opens a group packet and waits for the answer.
+func (c *Conn) Open(packet uint32) (OpenResult, error) {
+	if err := c.SendOpen(packet); err != nil {
+		return OpenResult{}, err
+	}
+	return c.ReadOpen()
+}
+
+// SendOpen sends an open without waiting (pipelining).
+func (c *Conn) SendOpen(packet uint32) error {
+	c.buf = proto.AppendFrame(c.buf[:0], proto.CmdOpen, now(), packet)
+	return c.Send(c.buf)
+}
+
+// ReadOpen reads one open answer.
+func (c *Conn) ReadOpen() (OpenResult, error) {
+	f, err := c.await(proto.CmdOpenResp)
+	if err != nil {
+		return OpenResult{}, err
+	}
+	return OpenResult{Packet: f.Field(0), Result: f.Field(1), Amount: f.Field(2)}, nil
+}
+
+// OpenClassic opens a pushed packet the classic way (userid 0) and returns
+// the amount (0 for any refusal).
+func (c *Conn) OpenClassic(packet uint32) (uint32, error) {
+	c.buf = proto.AppendFrame(c.buf[:0], proto.CmdClassicOpen, now(), 0, packet)
+	if err := c.Send(c.buf); err != nil {
+		return 0, err
+	}
+	f, err := c.await(proto.CmdClassicOpenR)
+	if err != nil {
+		return 0, err
+	}
+	return f.Field(1), nil
+}
+
+// List returns the packets we may still open.
+func (c *Conn) List() ([]uint32, error) {
+	c.buf = proto.AppendFrame(c.buf[:0], proto.CmdList, now(), 1)
+	if err := c.Send(c.buf); err != nil {
+		return nil, err
+	}
+	f, err := c.await(proto.CmdListResp)
+	if err != nil {
+		return nil, err
+	}
+	items := proto.Items(proto.CmdListResp, f.Payload)
+	out := make([]uint32, len(items)/4)
+	for i := range out {
+		out[i] = proto.U32(items, i)
+	}
+	return out, nil
+}
+
+// ReadPush returns the oldest push received, reading until one arrives.
+func (c *Conn) ReadPush() (Push, error) {
+	for len(c.pushes) == 0 {
+		if _, err := c.await(anyNotice); err != nil {
+			return Push{}, err
+		}
+	}
+	p := c.pushes[0]
+	c.pushes = c.pushes[1:]
+	return p, nil
+}
+
+// ReadRefund returns the oldest refund notice, reading until one arrives.
+func (c *Conn) ReadRefund() (Refund, error) {
+	for len(c.refunds) == 0 {
+		if _, err := c.await(anyNotice); err != nil {
+			return Refund{}, err
+		}
+	}
+	r := c.refunds[0]
+	c.refunds = c.refunds[1:]
+	return r, nil
 }

@@ -30,7 +30,7 @@ type ServerProc struct {
 }
 
 // StartServer starts `hongbao server` on free loopback ports and waits until
-// it is healthy. Its log goes to dir/server.log.
+// it is healthy. Its log goes to dir/server.log, its ledger to dir/ledger.
 func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 	addr, err := FreePort()
 	if err != nil {
@@ -40,7 +40,8 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"server", "--listen", addr, "--admin", admin, "--secret", spec.Secret, "--log-level", "warn"}
+	args := []string{"server", "--listen", addr, "--admin", admin, "--secret", spec.Secret, "--log-level", "warn",
+		"--data-dir", filepath.Join(dir, "ledger")}
 	if spec.Users > 0 {
 		args = append(args, "--users", strconv.Itoa(spec.Users))
 	}

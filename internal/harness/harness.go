@@ -78,6 +78,13 @@ func (p *Proc) Stop(grace time.Duration) error {
 	return p.exitErr()
 }
 
+// Kill sends SIGKILL (a crash: no chance to flush or clean up) and waits
+// for the child to be gone.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
 // Wait waits for the child to exit by itself.
 func (p *Proc) Wait(ctx context.Context) error {
 	select {
@@ -114,6 +121,9 @@ type Admin struct {
 	Base string // http://host:port
 	hc   http.Client
 }
+
+// Addr is the admin API's host:port.
+func (a *Admin) Addr() string { return strings.TrimPrefix(a.Base, "http://") }
 
 // NewAdmin returns a client of the admin API at addr (host:port).
 func NewAdmin(addr string) *Admin {

@@ -208,9 +208,23 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			if _, err := gc.Write(f); err != nil {
 				closed = true
 			}
+		case proto.CmdPush:
+			// Our own push: open it (the seed's flow).
+			l.pushes.Add(1)
+			f := proto.AppendFrame(l.wbuf[:0], proto.CmdOpen, nowSec, proto.U32(p, 0))
+			if _, err := gc.Write(f); err != nil {
+				closed = true
+			}
 		case proto.CmdClassicOpenR:
 			l.opens.Add(1)
 			l.openedAmount.Add(uint64(proto.U32(p, 1)))
+		case proto.CmdOpenResp:
+			l.opens.Add(1)
+			if proto.U32(p, 1) == proto.ResultOK {
+				// Only a new share counts: a repeat answers the same amount again.
+				l.openedAmount.Add(uint64(proto.U32(p, 2)))
+			}
+		case proto.CmdRefund:
 		case proto.CmdError:
 			c.recordReason(proto.Reason(proto.U32(p, 0)))
 			l.errors.Add(1)

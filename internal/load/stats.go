@@ -65,9 +65,9 @@ type Counts struct {
 	SkippedOffline uint64 `json:"skipped_offline"` // slots whose user was not logged in: not sent
 	Disconnects    uint64 `json:"disconnects"`     // connections lost during the run (not counting our own close at the end)
 	Reconnects     uint64 `json:"reconnects"`      // logins after a lost connection
-	Pushes         uint64 `json:"pushes"`          // group packets pushed to us (CmdClassicPush)
-	Opens          uint64 `json:"opens"`           // open responses (CmdClassicOpenR)
-	OpenedAmount   uint64 `json:"opened_amount"`   // sum of the amounts opened, cents
+	Pushes         uint64 `json:"pushes"`          // group packets pushed to us (CmdPush or CmdClassicPush)
+	Opens          uint64 `json:"opens"`           // open responses (CmdOpenResp or CmdClassicOpenR)
+	OpenedAmount   uint64 `json:"opened_amount"`   // sum of the amounts received by opening, cents
 	Logins         uint64 `json:"logins"`          // successful logins, first ones and reconnects
 	DialErrors     uint64 `json:"dial_errors"`     // failed connects (also in Errors)
 }

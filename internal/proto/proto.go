@@ -7,7 +7,9 @@
 //	0-1   uint16 length of the whole frame, header included
 //	2-3   uint16 command
 //	4-11  uint64 sender's clock, Unix seconds
-//	12..  payload, fixed size per command
+//	12..  payload: a fixed size per command, or, for the few variable
+//	      commands (CmdSend, CmdListResp), a fixed part ending in a count
+//	      followed by that many uint32 items
 //
 // Encoding appends to a caller's buffer and decoding reads fields in place,
 // so neither allocates per frame.
@@ -23,9 +25,15 @@ import (
 const HeaderSize = 12
 
 // MaxFrame bounds the length field of any frame we accept. Classic frames are
-// at most 52 bytes (the classic reader accepts length-4 in 4..40); our own
-// commands stay well below this.
-const MaxFrame = 1024
+// at most 52 bytes (the classic reader accepts length-4 in 4..40); the
+// largest of ours is a group send to MaxRecipients users.
+const MaxFrame = 4096
+
+// MaxRecipients is the most recipients a CmdSend frame can carry.
+const MaxRecipients = 1000
+
+// MaxListed is the most packet ids one CmdListResp carries.
+const MaxListed = 500
 
 // Cmd is a command id.
 type Cmd uint16
@@ -53,7 +61,30 @@ const (
 	CmdPing Cmd = 0x0102
 	// CmdPong answers CmdPing.
 	CmdPong Cmd = 0x0103
-	// 0x0110-0x011f are reserved for group packets (send, push, open, list).
+
+	// Group packets, 0x0110-0x011f.
+
+	// CmdSend sends a group packet: total cents, shares, idempotency key
+	// (two uint32: high, low), recipient count n, then n recipient ids.
+	// Answered by CmdSendResp.
+	CmdSend Cmd = 0x0110
+	// CmdSendResp: result, packet id (the original one for a repeated
+	// idempotency key), idempotency key high, low.
+	CmdSendResp Cmd = 0x0111
+	// CmdPush tells a recipient of a new group packet: packet id, sender,
+	// total cents, shares.
+	CmdPush Cmd = 0x0112
+	// CmdOpen opens a group packet: packet id. Answered by CmdOpenResp.
+	CmdOpen Cmd = 0x0113
+	// CmdOpenResp: packet id, result, amount (cents; 0 unless ok or
+	// already opened).
+	CmdOpenResp Cmd = 0x0114
+	// CmdList asks for the packets the user may still open: a nonce.
+	CmdList Cmd = 0x0115
+	// CmdListResp: the nonce, count n, then n packet ids.
+	CmdListResp Cmd = 0x0116
+	// CmdRefund tells a sender its packet expired: packet id, refunded cents.
+	CmdRefund Cmd = 0x0117
 )
 
 // Result codes carried in responses.
@@ -63,6 +94,19 @@ const (
 	ResultNone       uint32 = 15 // shake: no packet this time
 	ResultAllTaken   uint32 = 16 // shake: every packet of every campaign is taken
 	ResultOverloaded uint32 = 17 // shake: over the admission budget, try later
+
+	// Group packets (CmdSendResp, CmdOpenResp). A repeated send with the
+	// same idempotency key answers ResultOK with the original packet.
+	ResultAlreadyOpened uint32 = 20 // open: opened before; the amount is the same as then
+	ResultPacketTaken   uint32 = 21 // open: every share is taken
+	ResultExpired       uint32 = 22 // open: the packet expired
+	ResultNotRecipient  uint32 = 23 // open: the user is not one of its recipients
+	ResultUnknownPacket uint32 = 24 // open: no such packet
+	ResultBadAmount     uint32 = 25 // send: total zero, negative or above the limit
+	ResultBadShares     uint32 = 26 // send: shares outside the limits
+	ResultBadRecipients uint32 = 27 // send: no recipients, too many, a bad id, or a duplicate
+	ResultTooFewCents   uint32 = 28 // send: less than the minimum share for every share
+	ResultLedgerFailed  uint32 = 29 // the ledger could not make the record durable
 )
 
 // Reason is why the server closed a connection, carried by CmdError.
@@ -122,9 +166,25 @@ var (
 	ErrBadPayload     = ReasonBadPayload
 )
 
-// payloadSize is the fixed payload size of each known command; -1 marks an
-// id that is not a command.
+// varPayload describes a variable command: its fixed part (minimum payload)
+// and the index of the uint32 count field, the last field of the fixed
+// part; count uint32 items follow. ok is false for fixed-size commands.
+func varPayload(c Cmd) (fixed, countField, maxCount int, ok bool) {
+	switch c {
+	case CmdSend:
+		return 20, 4, MaxRecipients, true
+	case CmdListResp:
+		return 8, 1, MaxListed, true
+	}
+	return 0, 0, 0, false
+}
+
+// payloadSize is the fixed payload size of each known fixed-size command,
+// the minimum of a variable one; -1 marks an id that is not a command.
 func payloadSize(c Cmd) int {
+	if fixed, _, _, ok := varPayload(c); ok {
+		return fixed
+	}
 	switch c {
 	case CmdLogin, CmdShake:
 		return 4
@@ -138,16 +198,39 @@ func payloadSize(c Cmd) int {
 		return 4 + TokenSize
 	case CmdError:
 		return 8
-	case CmdPing, CmdPong:
+	case CmdPing, CmdPong, CmdOpen, CmdList:
 		return 4
+	case CmdSendResp, CmdPush:
+		return 16
+	case CmdOpenResp:
+		return 12
+	case CmdRefund:
+		return 8
 	}
 	return -1
 }
 
-// PayloadSize reports the payload size of a known command.
+// PayloadSize reports the payload size of a known fixed-size command, and
+// the fixed part of a variable one (see IsVariable).
 func PayloadSize(c Cmd) (int, bool) {
 	n := payloadSize(c)
 	return n, n >= 0
+}
+
+// IsVariable reports whether c carries a count of trailing uint32 items.
+func IsVariable(c Cmd) bool {
+	_, _, _, ok := varPayload(c)
+	return ok
+}
+
+// Items returns the trailing uint32 items of a variable command's payload
+// (already validated by Parse), aliasing it.
+func Items(c Cmd, p []byte) []byte {
+	fixed, _, _, ok := varPayload(c)
+	if !ok {
+		return nil
+	}
+	return p[fixed:]
 }
 
 // TokenSize is the wire size of a token: userid, expiry, HMAC-SHA256.
@@ -188,7 +271,18 @@ func Parse(b []byte) (Header, []byte, error) {
 	if want < 0 {
 		return h, nil, ErrUnknownCommand
 	}
-	if int(h.Len)-HeaderSize != want {
+	got := int(h.Len) - HeaderSize
+	if fixed, countField, maxCount, ok := varPayload(h.Cmd); ok {
+		if got < fixed {
+			return h, nil, ErrBadPayload
+		}
+		n := binary.BigEndian.Uint32(b[HeaderSize+4*countField:])
+		if n > uint32(maxCount) {
+			return h, nil, ErrBadPayload
+		}
+		want = fixed + 4*int(n)
+	}
+	if got != want {
 		return h, nil, ErrBadPayload
 	}
 	return h, b[HeaderSize:], nil
@@ -209,6 +303,41 @@ func AppendFrame(dst []byte, c Cmd, now uint64, fields ...uint32) []byte {
 	}
 	return dst
 }
+
+// AppendSend appends a group send: total cents, shares, idempotency key,
+// recipients (at most MaxRecipients).
+func AppendSend(dst []byte, now uint64, total, shares uint32, key uint64, to []uint32) []byte {
+	n := HeaderSize + 20 + 4*len(to)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(CmdSend))
+	dst = binary.BigEndian.AppendUint64(dst, now)
+	dst = binary.BigEndian.AppendUint32(dst, total)
+	dst = binary.BigEndian.AppendUint32(dst, shares)
+	dst = binary.BigEndian.AppendUint64(dst, key)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(to)))
+	for _, u := range to {
+		dst = binary.BigEndian.AppendUint32(dst, u)
+	}
+	return dst
+}
+
+// AppendListResp appends a list answer: the nonce and packet ids (at most
+// MaxListed).
+func AppendListResp(dst []byte, now uint64, nonce uint32, ids []uint32) []byte {
+	n := HeaderSize + 8 + 4*len(ids)
+	dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(CmdListResp))
+	dst = binary.BigEndian.AppendUint64(dst, now)
+	dst = binary.BigEndian.AppendUint32(dst, nonce)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(ids)))
+	for _, id := range ids {
+		dst = binary.BigEndian.AppendUint32(dst, id)
+	}
+	return dst
+}
+
+// U64 returns the uint64 made of uint32 fields i (high) and i+1 (low).
+func U64(p []byte, i int) uint64 { return binary.BigEndian.Uint64(p[4*i:]) }
 
 // AppendLogin appends a classic LoginRequest.
 func AppendLogin(dst []byte, now uint64, user uint32) []byte {

@@ -36,6 +36,14 @@ func frameCases() []frameCase {
 		{"error", func(d []byte) []byte { return proto.AppendError(d, stamp, proto.ReasonReplaced, proto.CmdTokenLogin) }, proto.CmdError, []uint32{10, 0x0100}},
 		{"ping", func(d []byte) []byte { return proto.AppendPing(d, proto.CmdPing, stamp, 0xdeadbeef) }, proto.CmdPing, []uint32{0xdeadbeef}},
 		{"pong", func(d []byte) []byte { return proto.AppendPing(d, proto.CmdPong, stamp, 0xdeadbeef) }, proto.CmdPong, []uint32{0xdeadbeef}},
+		{"send resp", func(d []byte) []byte { return proto.AppendFrame(d, proto.CmdSendResp, stamp, 0, 9, 0, 1) }, proto.CmdSendResp, []uint32{0, 9, 0, 1}},
+		{"push", func(d []byte) []byte { return proto.AppendFrame(d, proto.CmdPush, stamp, 9, 5, 300, 3) }, proto.CmdPush, []uint32{9, 5, 300, 3}},
+		{"open", func(d []byte) []byte { return proto.AppendFrame(d, proto.CmdOpen, stamp, 9) }, proto.CmdOpen, []uint32{9}},
+		{"open resp", func(d []byte) []byte { return proto.AppendFrame(d, proto.CmdOpenResp, stamp, 9, 0, 120) }, proto.CmdOpenResp, []uint32{9, 0, 120}},
+		{"list", func(d []byte) []byte { return proto.AppendFrame(d, proto.CmdList, stamp, 1) }, proto.CmdList, []uint32{1}},
+		{"refund", func(d []byte) []byte { return proto.AppendFrame(d, proto.CmdRefund, stamp, 9, 40) }, proto.CmdRefund, []uint32{9, 40}},
+		{"send, no recipients", func(d []byte) []byte { return proto.AppendSend(d, stamp, 300, 3, 1<<40|5, nil) }, proto.CmdSend, []uint32{300, 3, 1 << 8, 5, 0}},
+		{"list resp, empty", func(d []byte) []byte { return proto.AppendListResp(d, stamp, 4, nil) }, proto.CmdListResp, []uint32{4, 0}},
 	}
 }
 
@@ -132,7 +140,8 @@ func TestParseRejects(t *testing.T) {
 		{"length above MaxFrame", frame(proto.MaxFrame+1, proto.CmdShake, proto.MaxFrame+1), proto.ErrBadLength},
 		{"length 0xffff", frame(0xffff, proto.CmdShake, 0xffff), proto.ErrBadLength},
 		{"unknown command", frame(16, 0x7777, 16), proto.ErrUnknownCommand},
-		{"reserved group command", frame(16, 0x0110, 16), proto.ErrUnknownCommand},
+		{"unassigned group command", frame(16, 0x011f, 16), proto.ErrUnknownCommand},
+		{"send truncated", frame(16, proto.CmdSend, 16), proto.ErrBadPayload},
 		{"command between classic and ours", frame(16, 0x0007, 16), proto.ErrUnknownCommand},
 		{"shake truncated to 14", frame(14, proto.CmdShake, 14), proto.ErrBadPayload},
 		{"shake with empty payload", frame(12, proto.CmdShake, 12), proto.ErrBadPayload},
@@ -322,5 +331,53 @@ func BenchmarkSplitParseStream(b *testing.B) {
 			}
 			rest = r
 		}
+	}
+}
+
+func TestVariableFrames(t *testing.T) {
+	to := []uint32{3, 1, 4, 1, 5}
+	b := proto.AppendSend(nil, stamp, 500, 2, 0xabcdef0123, to)
+	h, p, err := proto.Parse(b)
+	if err != nil || h.Cmd != proto.CmdSend {
+		t.Fatalf("Parse send: %v %#04x", err, uint16(h.Cmd))
+	}
+	if proto.U32(p, 0) != 500 || proto.U32(p, 1) != 2 || proto.U64(p, 2) != 0xabcdef0123 || proto.U32(p, 4) != 5 {
+		t.Fatalf("send fields wrong: % x", p)
+	}
+	items := proto.Items(h.Cmd, p)
+	for i, u := range to {
+		if proto.U32(items, i) != u {
+			t.Fatalf("recipient %d = %d, want %d", i, proto.U32(items, i), u)
+		}
+	}
+	// A count that disagrees with the length, either way, is a bad payload.
+	for _, n := range []uint32{4, 6, proto.MaxRecipients + 1} {
+		bad := append([]byte(nil), b...)
+		bad[proto.HeaderSize+16], bad[proto.HeaderSize+17], bad[proto.HeaderSize+18], bad[proto.HeaderSize+19] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		if _, _, err := proto.Parse(bad); !errors.Is(err, proto.ErrBadPayload) {
+			t.Errorf("count %d for 5 recipients: err %v, want bad payload", n, err)
+		}
+	}
+	// Shorter than the fixed part.
+	short := proto.AppendFrame(nil, proto.CmdSend, stamp, 1, 2, 3)
+	if _, _, err := proto.Parse(short); !errors.Is(err, proto.ErrBadPayload) {
+		t.Errorf("truncated send: %v", err)
+	}
+	// The largest send fits in a frame.
+	big := proto.AppendSend(nil, stamp, 1, 1, 1, make([]uint32, proto.MaxRecipients))
+	if _, _, err := proto.Parse(big); err != nil || len(big) > proto.MaxFrame {
+		t.Fatalf("max send of %d bytes: %v", len(big), err)
+	}
+	l := proto.AppendListResp(nil, stamp, 7, []uint32{10, 11})
+	h, p, err = proto.Parse(l)
+	if err != nil || proto.U32(p, 1) != 2 || proto.U32(proto.Items(h.Cmd, p), 1) != 11 {
+		t.Fatalf("list resp: %v % x", err, p)
+	}
+}
+
+func TestParseVariableAllocatesNothing(t *testing.T) {
+	b := proto.AppendSend(nil, stamp, 500, 2, 1, []uint32{1, 2, 3})
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = proto.Parse(b) }); n != 0 {
+		t.Fatalf("Parse allocates %v per frame", n)
 	}
 }

@@ -59,10 +59,64 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		s.startCampaign(w, CampaignSpec{Count: uint32(sum), Rate: uint32(rate), Min: s.opts.AmountMin, Max: s.opts.AmountMax})
 	})
-	mux.HandleFunc("/fahongbao", func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotImplemented, errors.New("group packets are not available yet"))
+	mux.HandleFunc("/fahongbao", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var v [4]uint64
+		var errs []error
+		for i, name := range []string{"qps", "sum", "min", "max"} {
+			var err error
+			v[i], err = strconv.ParseUint(q.Get(name), 10, 32)
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("want /fahongbao?qps=R&sum=N&min=A&max=B (users A..B): %w", err))
+			return
+		}
+		s.startGenerator(w, GeneratorSpec{Rate: uint32(v[0]), Count: uint32(v[1]), From: uint32(v[2]), To: uint32(v[3])})
+	})
+	mux.HandleFunc("POST /api/generators", func(w http.ResponseWriter, r *http.Request) {
+		var spec GeneratorSpec
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&spec); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("generator JSON: %w", err))
+			return
+		}
+		s.startGenerator(w, spec)
+	})
+	mux.HandleFunc("GET /api/generators", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Generators())
+	})
+	mux.HandleFunc("GET /api/audit", func(w http.ResponseWriter, _ *http.Request) {
+		rep, err := s.Audit()
+		if errors.Is(err, ErrNoLedger) {
+			writeError(w, http.StatusNotFound, err)
+			return
+		}
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("GET /api/balance/{user}", func(w http.ResponseWriter, r *http.Request) {
+		u, err := strconv.ParseUint(r.PathValue("user"), 10, 32)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("user id: %w", err))
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int64{"balance": s.groups.Balance(uint32(u))})
 	})
 	return mux
+}
+
+func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {
+	info, err := s.StartGenerator(spec)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, info)
 }
 
 func (s *Server) startCampaign(w http.ResponseWriter, spec CampaignSpec) {

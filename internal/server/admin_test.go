@@ -147,8 +147,8 @@ func TestAdminLargestBudget(t *testing.T) {
 func TestAdminMisc(t *testing.T) {
 	s := startServer(t, nil)
 	var e struct{ Error string }
-	if code := httpJSON(t, s, "GET", "/fahongbao?qps=1&sum=1&min=1&max=2", "", &e); code != http.StatusNotImplemented || e.Error == "" {
-		t.Fatalf("/fahongbao: %d %+v, want 501", code, e)
+	if code := httpJSON(t, s, "GET", "/fahongbao?qps=1&sum=1&min=1&max=2", "", &e); code != http.StatusBadRequest || e.Error == "" {
+		t.Fatalf("/fahongbao for 2 users: %d %+v, want 400", code, e)
 	}
 
 	c := login(t, s, 3)

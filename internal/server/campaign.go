@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"hongbao/internal/ledger"
 	"hongbao/internal/split"
 )
 
@@ -92,6 +94,7 @@ type campaigns struct {
 	nextID uint32
 	rng    *rand.Rand
 
+	led        *ledger.Log // nil without a ledger
 	sets       []set
 	perSet     []uint64 // packets issued into each set, for proportional spreading
 	nextPacket atomic.Uint32
@@ -111,13 +114,58 @@ func (cs *campaigns) start(spec CampaignSpec, now time.Time) (CampaignInfo, erro
 		return CampaignInfo{}, err
 	}
 	cs.mu.Lock()
-	defer cs.mu.Unlock()
 	cs.nextID++
 	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, anchor: now}
 	cs.list = append(cs.list, c)
 	cs.outstanding.Add(int64(spec.Count))
 	cs.started.Store(true)
-	return c.info(), nil
+	info := c.info()
+	if cs.led != nil {
+		// Queued under the lock, so the record precedes any of its grants.
+		rec := ledger.Record{Kind: ledger.KindCampaign, Time: now.UnixMilli(), Campaign: c.id, Count: spec.Count, Rate: spec.Rate,
+			Min: spec.Min, Max: spec.Max, Budget: spec.Budget}
+		wait := make(chan error, 1)
+		cs.led.Append(&rec, ledger.DoneFunc(func(_ *ledger.Record, err error) { wait <- err }))
+		cs.mu.Unlock()
+		if err := <-wait; err != nil {
+			return info, err
+		}
+		return info, nil
+	}
+	cs.mu.Unlock()
+	return info, nil
+}
+
+// restore resumes the campaigns of a replayed ledger: what was granted
+// stays granted; packets that were issued but not granted are lost with the
+// process and issued again; a running campaign resumes its pace from now.
+func (cs *campaigns) restore(st *ledger.State, now time.Time) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.nextID = st.MaxCampaign
+	cs.nextPacket.Store(st.MaxShakePacket)
+	ids := make([]uint32, 0, len(st.Campaigns))
+	for id := range st.Campaigns {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		lc := st.Campaigns[id]
+		c := &campaign{id: id, spec: CampaignSpec{Count: lc.Count, Rate: lc.Rate, Min: lc.Min, Max: lc.Max, Budget: lc.Budget},
+			state: StateRunning, anchor: now, issued: min(lc.Taken, lc.Count), amountIssued: lc.AmountTaken}
+		c.taken.Store(uint64(lc.Taken))
+		c.amountTaken.Store(lc.AmountTaken)
+		switch {
+		case lc.Stopped:
+			c.state = StateStopped
+		case c.issued >= lc.Count:
+			c.state = StateDone
+		default:
+			cs.outstanding.Add(int64(lc.Count - c.issued))
+		}
+		cs.list = append(cs.list, c)
+		cs.started.Store(true)
+	}
 }
 
 func (cs *campaigns) stop(id uint32) (CampaignInfo, error) {
@@ -128,6 +176,9 @@ func (cs *campaigns) stop(id uint32) (CampaignInfo, error) {
 			if c.state == StateRunning {
 				c.state = StateStopped
 				cs.outstanding.Add(-int64(c.spec.Count - c.issued))
+				if cs.led != nil {
+					cs.led.Append(&ledger.Record{Kind: ledger.KindCampaignStop, Time: time.Now().UnixMilli(), Campaign: id}, nil)
+				}
 			}
 			return c.info(), nil
 		}

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"hongbao/internal/auth"
+	"hongbao/internal/ledger"
 	"hongbao/internal/proto"
 )
 
@@ -23,6 +25,42 @@ type session struct {
 	set     *set // nil until login
 	user    uint32
 	classic bool
+	// inflight counts this session's answers queued behind the ledger and
+	// not yet written (event-loop owned). While it is non-zero every later
+	// answer, immediate or not, is queued behind them too: the ledger
+	// completes in append order and the loop writes in that order, so
+	// answers keep the order of requests. At maxInflight the session's
+	// further frames stay unread in gnet's inbound buffer until an answer
+	// is written and resume wakes the connection.
+	inflight int32
+	resume   gnet.AsyncCallback
+}
+
+// maxInflight bounds the answers one session may have queued behind the
+// ledger; past it its frames wait unread (backpressure on a flooding client).
+const maxInflight = 64
+
+func newSession(c gnet.Conn, l *loop) *session {
+	ss := &session{conn: c, loop: l}
+	ss.resume = func(c gnet.Conn, err error) error {
+		ss.inflight--
+		if err != nil || ss.inflight != maxInflight-1 {
+			return nil
+		}
+		return c.Wake(nil) // it had stopped reading: read on
+	}
+	return ss
+}
+
+// replyLater sends frame once the ledger has made its record durable; if
+// it cannot, field number failField (if >= 0) is set to failValue first.
+func (ss *session) replyLater(frame []byte, failField int, failValue uint32) *durableReply {
+	ss.inflight++
+	off := -1
+	if failField >= 0 {
+		off = proto.HeaderSize + 4*failField
+	}
+	return &durableReply{ss: ss, frame: frame, failOff: off, failValue: failValue}
 }
 
 // closeWith sends frame and closes the connection; safe from any goroutine.
@@ -55,7 +93,7 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopFor(c.EventLoop())
 	l.counters.opened.Add(1)
 	l.counters.conns.Add(1)
-	c.SetContext(&session{conn: c, loop: l})
+	c.SetContext(newSession(c, l))
 	if s.draining.Load() {
 		return proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0), gnet.Close
 	}
@@ -89,7 +127,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		reason proto.Reason
 		cause  proto.Cmd
 	)
-	for reason == proto.ReasonNone {
+	for reason == proto.ReasonNone && ss.inflight < maxInflight {
 		frame, _, err := proto.Split(buf[used:])
 		if err != nil {
 			reason = proto.ReasonBadLength
@@ -99,10 +137,18 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 			break
 		}
 		used += len(frame)
+		before, queued := len(out), ss.inflight > 0
 		out, reason, cause = s.handle(ss, frame, out)
+		if queued && reason == proto.ReasonNone && len(out) > before {
+			// Answers are queued behind the ledger: this one goes behind them.
+			s.led.Append(nil, ss.replyLater(slices.Clone(out[before:]), -1, 0))
+			out = out[:before]
+		}
 	}
-	_, _ = c.Discard(used)
-	if reason == proto.ReasonNone && s.draining.Load() {
+	if used > 0 { // Discard(0) would drop everything buffered
+		_, _ = c.Discard(used)
+	}
+	if reason == proto.ReasonNone && s.draining.Load() && ss.inflight == 0 {
 		reason = proto.ReasonShutdown
 	}
 	if reason != proto.ReasonNone {
@@ -174,9 +220,25 @@ func (s *Server) handle(ss *session, frame, out []byte) ([]byte, proto.Reason, p
 		if ss.set == nil {
 			return out, proto.ReasonNotLoggedIn, h.Cmd
 		}
-		// Group packets arrive with the ledger; until then no packet id is
-		// known, and the classic answer for it is an amount of 0.
-		return proto.AppendFrame(out, proto.CmdClassicOpenR, now, proto.U32(p, 1), 0), 0, 0
+		if u := proto.U32(p, 0); u != ss.user && u != 0 {
+			return out, proto.ReasonBadUser, h.Cmd
+		}
+		return s.openPacket(ss, proto.U32(p, 1), true, now, out), 0, 0
+	case proto.CmdOpen:
+		if ss.set == nil {
+			return out, proto.ReasonNotLoggedIn, h.Cmd
+		}
+		return s.openPacket(ss, proto.U32(p, 0), false, now, out), 0, 0
+	case proto.CmdSend:
+		if ss.set == nil {
+			return out, proto.ReasonNotLoggedIn, h.Cmd
+		}
+		return s.sendPacket(ss, p, now, out), 0, 0
+	case proto.CmdList:
+		if ss.set == nil {
+			return out, proto.ReasonNotLoggedIn, h.Cmd
+		}
+		return proto.AppendListResp(out, now, proto.U32(p, 0), s.groups.pending(ss.user, proto.MaxListed)), 0, 0
 	}
 	return out, proto.ReasonNotForClient, h.Cmd
 }
@@ -230,7 +292,16 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 		s.camps.taken(p)
 		c.got.Add(1)
 		c.grantedAmount.Add(uint64(p.amount))
-		return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.id, p.amount)
+		// A granted shake packet is a money movement: with a ledger it is
+		// answered once its record is durable.
+		rec := ledger.Record{Kind: ledger.KindShake, Time: s.opts.Now().UnixMilli(), Campaign: p.campaign.id, Packet: p.id, Amount: uint64(p.amount)}
+		if s.led == nil {
+			s.groups.move(ss.user, int64(p.amount), &rec, nil)
+			return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.id, p.amount)
+		}
+		s.groups.move(ss.user, int64(p.amount), &rec,
+			ss.replyLater(proto.AppendShakeResp(nil, now, ss.user, proto.ResultGot, p.id, p.amount), 1, proto.ResultLedgerFailed))
+		return out
 	}
 	if s.camps.allTaken() {
 		c.allTaken.Add(1)
@@ -238,6 +309,56 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 	}
 	c.none.Add(1)
 	return proto.AppendShakeResp(out, now, ss.user, proto.ResultNone, 0, 0)
+}
+
+// openPacket answers an open of a group packet: at once for a refusal, or
+// once the grant (or, for a repeat, the first grant) is durable. classic
+// answers with the classic frame (packet id, amount; 0 for a refusal).
+func (s *Server) openPacket(ss *session, id uint32, classic bool, now uint64, out []byte) []byte {
+	answer := func(dst []byte, r openResult) []byte {
+		if classic {
+			return proto.AppendFrame(dst, proto.CmdClassicOpenR, now, id, r.amount)
+		}
+		return proto.AppendFrame(dst, proto.CmdOpenResp, now, id, r.result, r.amount)
+	}
+	var later func(openResult) ledger.Done
+	if s.led != nil {
+		later = func(r openResult) ledger.Done {
+			if classic { // no result field: a failure answers amount 0
+				return ss.replyLater(answer(nil, r), 1, 0)
+			}
+			return ss.replyLater(answer(nil, r), 1, proto.ResultLedgerFailed)
+		}
+	}
+	r := s.groups.open(ss.user, id, later)
+	if r.durable {
+		return out
+	}
+	return answer(out, r)
+}
+
+// sendPacket answers a group send: at once when invalid, once the funding
+// record is durable otherwise.
+func (s *Server) sendPacket(ss *session, p []byte, now uint64, out []byte) []byte {
+	items := proto.Items(proto.CmdSend, p)
+	sp := SendSpec{Sender: ss.user, Total: proto.U32(p, 0), Shares: proto.U32(p, 1), Key: proto.U64(p, 2),
+		Recipients: make([]uint32, len(items)/4)}
+	for i := range sp.Recipients {
+		sp.Recipients[i] = proto.U32(items, i)
+	}
+	key := sp.Key
+	if r := s.validateSend(&sp); r != proto.ResultOK || s.led == nil {
+		var id uint32
+		if r == proto.ResultOK {
+			s.groups.send(sp, func(pid, res uint32) { id, r = pid, res })
+		}
+		return proto.AppendFrame(out, proto.CmdSendResp, now, r, id, uint32(key>>32), uint32(key))
+	}
+	ss.inflight++
+	s.groups.send(sp, func(pid, res uint32) {
+		_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdSendResp, s.sec.Load(), res, pid, uint32(key>>32), uint32(key)), ss.resume)
+	})
+	return out
 }
 
 // gnetLogger routes gnet's logs to slog.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"hongbao/internal/proto"
 )
 
 // Options configure a Server. The zero value of a field means its default.
@@ -30,6 +32,17 @@ type Options struct {
 	// AmountMin and AmountMax are the amount range, in cents, of packets in
 	// campaigns started through the classic /yaohongbao endpoint.
 	AmountMin, AmountMax uint32
+	// DataDir is the ledger's directory. "" runs without a ledger: money
+	// movements are answered at once and not durable (tests, --ledger=false).
+	DataDir string
+	// PacketTTL is how long a group packet may be opened before its
+	// remainder goes back to the sender (default 24 h).
+	PacketTTL time.Duration
+	// Limits of a group send (0: the defaults below).
+	MaxPacketCents uint32
+	MaxShares      uint32
+	MaxRecipients  int
+	MinShareCents  uint32
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock (tests may replace it).
@@ -42,6 +55,12 @@ const (
 	DefaultBudget    = 60000
 	DefaultAmountMin = 1
 	DefaultAmountMax = 200
+
+	DefaultPacketTTL      = 24 * time.Hour
+	DefaultMaxPacketCents = 20000
+	DefaultMaxShares      = 100
+	DefaultMaxRecipients  = 500
+	DefaultMinShareCents  = 1
 )
 
 // ErrBadOptions wraps every validation failure of Options.
@@ -63,6 +82,21 @@ func (o *Options) setDefaults() error {
 	if o.AmountMax == 0 {
 		o.AmountMax = DefaultAmountMax
 	}
+	if o.PacketTTL == 0 {
+		o.PacketTTL = DefaultPacketTTL
+	}
+	if o.MaxPacketCents == 0 {
+		o.MaxPacketCents = DefaultMaxPacketCents
+	}
+	if o.MaxShares == 0 {
+		o.MaxShares = DefaultMaxShares
+	}
+	if o.MaxRecipients == 0 {
+		o.MaxRecipients = DefaultMaxRecipients
+	}
+	if o.MinShareCents == 0 {
+		o.MinShareCents = DefaultMinShareCents
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -78,6 +112,12 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: budget must be positive, got %d", ErrBadOptions, o.Budget)
 	case o.AmountMin > o.AmountMax:
 		return fmt.Errorf("%w: amount min %d above max %d", ErrBadOptions, o.AmountMin, o.AmountMax)
+	case o.PacketTTL < 0:
+		return fmt.Errorf("%w: packet TTL must be positive", ErrBadOptions)
+	case o.MaxRecipients < 1 || o.MaxRecipients > proto.MaxRecipients:
+		return fmt.Errorf("%w: max recipients must be in 1..%d, got %d", ErrBadOptions, proto.MaxRecipients, o.MaxRecipients)
+	case o.MaxShares > 1<<20:
+		return fmt.Errorf("%w: max shares too large", ErrBadOptions)
 	case o.Loops < 0:
 		return fmt.Errorf("%w: loops must not be negative", ErrBadOptions)
 	}

@@ -24,15 +24,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"hongbao/internal/auth"
+	"hongbao/internal/ledger"
 	"hongbao/internal/proto"
 )
 
 // Server is one access server process's engine.
 type Server struct {
-	opts  Options
-	sets  []set
-	camps *campaigns
-	loops []*loop
+	opts   Options
+	sets   []set
+	camps  *campaigns
+	groups *groups
+	led    *ledger.Log // nil without a ledger
+	gens   generators
+	loops  []*loop
 
 	loopMu   sync.Mutex
 	loopOf   map[gnet.EventLoop]*loop
@@ -89,6 +93,19 @@ func New(opts Options) (*Server, error) {
 		s.sets[i].sessions = make(map[uint32]*session)
 	}
 	s.camps = newCampaigns(s.sets)
+	s.groups = newGroups(s)
+	if opts.DataDir != "" {
+		t0 := time.Now()
+		led, st, err := ledger.Open(opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		s.led, s.camps.led = led, led
+		s.groups.restore(st)
+		s.camps.restore(st, opts.Now())
+		opts.Logger.Info("ledger recovered", "dir", opts.DataDir, "records", st.Records, "packets", len(st.Packets),
+			"campaigns", len(st.Campaigns), "users", len(st.Balances), "took", time.Since(t0).Round(time.Millisecond))
+	}
 	per := (opts.Budget + n - 1) / n
 	for i := 0; i < n; i++ {
 		l := &loop{out: make([]byte, 0, 4096), budget: per}
@@ -130,6 +147,9 @@ func (s *Server) Start(ctx context.Context) error {
 	case <-s.booted:
 	case <-s.runDone:
 		s.closeAdmin()
+		if s.led != nil {
+			s.led.Close()
+		}
 		return fmt.Errorf("listen %s: %w", s.opts.Listen, s.runErr)
 	case <-ctx.Done():
 		return ctx.Err()
@@ -179,6 +199,7 @@ func (s *Server) ticker() {
 		sec := uint64(now.Unix())
 		s.sec.Store(sec)
 		s.camps.issue(now)
+		s.groups.expire(now)
 		if sec != lastSec {
 			lastSec = sec
 			tot, _ := s.totals()
@@ -213,6 +234,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.eng.Stop(ctx)
 	<-s.runDone
+	s.stopGenerators()
+	if s.led != nil {
+		if e := s.led.Close(); e != nil {
+			s.opts.Logger.Error("closing the ledger", "err", e)
+		}
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}

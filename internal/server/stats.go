@@ -2,6 +2,8 @@ package server
 
 import (
 	"sync"
+
+	"hongbao/internal/ledger"
 	"sync/atomic"
 	"time"
 )
@@ -50,6 +52,19 @@ type Stats struct {
 	Totals      Totals         `json:"totals"`
 	Rates       Totals         `json:"rates"` // over the last full second
 	Campaigns   []CampaignInfo `json:"campaigns"`
+	Groups      GroupStats     `json:"group_packets"`
+	Ledger      *ledger.Stats  `json:"ledger,omitempty"`
+}
+
+// GroupStats count group packets.
+type GroupStats struct {
+	Sent          uint64 `json:"sent"`
+	FundedAmount  uint64 `json:"funded_amount"`
+	Opens         uint64 `json:"opens"`
+	Grants        uint64 `json:"grants"`
+	GrantedAmount uint64 `json:"granted_amount"`
+	Refunds       uint64 `json:"refunds"`
+	Refunded      uint64 `json:"refunded_amount"`
 }
 
 func (s *Server) totals() (t Totals, conns int64) {
@@ -99,8 +114,16 @@ func (s *Server) Stats() Stats {
 		online += s.sets[i].online.Load()
 		waiting += s.sets[i].waiting()
 	}
-	return Stats{
+	g := s.groups
+	st := Stats{
 		Time: s.opts.Now().Unix(), Connections: conns, LoggedIn: online, Waiting: waiting,
 		Totals: t, Rates: s.rater.rates(), Campaigns: s.camps.infos(),
+		Groups: GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
+			GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load()},
 	}
+	if s.led != nil {
+		ls := s.led.Stats()
+		st.Ledger = &ls
+	}
+	return st
 }

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"hongbao/internal/ledger"
+	"hongbao/internal/server"
+)
+
+// errAuditFailed makes the process exit 1 after the violations are printed.
+var errAuditFailed = errors.New("audit found violations")
+
+func runAudit(ctx context.Context, args []string) error {
+	var (
+		dir    string
+		admin  string
+		asJSON bool
+	)
+	c := newCommand("audit", "Check a ledger: every packet's funded amount equals granted + refunded + remaining, nobody opened a packet twice, every share is at least a cent, every campaign's budget covers granted + not issued, every balance equals grants - sends + refunds. Exits 1 with the list of violations.",
+		"hongbao audit --data-dir ./hongbao-data      (or: hongbao audit --admin 127.0.0.1:7001)")
+	c.group("Ledger", func(fs *flag.FlagSet) {
+		fs.StringVar(&dir, "data-dir", "", "check the ledger in this directory offline")
+		fs.StringVar(&admin, "admin", "", "check a running server's ledger through its admin API (host:port)")
+	})
+	c.group("Output", func(fs *flag.FlagSet) {
+		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	})
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	if (dir == "") == (admin == "") {
+		return c.usageErr("give exactly one of --data-dir and --admin")
+	}
+	var rep server.AuditReport
+	if dir != "" {
+		if _, err := os.Stat(dir + "/" + ledger.FileName); err != nil {
+			return fmt.Errorf("audit: no ledger in %s: %w", dir, err)
+		}
+		st, err := ledger.Replay(dir)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		rep = server.ReportOf(st)
+	} else {
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/api/audit", nil)
+		if err != nil {
+			return c.usageErr("--admin: %v", err)
+		}
+		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+		if err != nil {
+			return fmt.Errorf("audit: %w", err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			var e struct{ Error string }
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			return fmt.Errorf("audit: server answered %s: %s", resp.Status, e.Error)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+			return fmt.Errorf("audit: reading the report: %w", err)
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Printf("records %d (%v), packets %d, campaigns %d, users %d, granted %d cents\n",
+			rep.Records, rep.ByKind, rep.Packets, rep.Campaigns, rep.Users, rep.Granted)
+		for _, v := range rep.Violations {
+			fmt.Println("VIOLATION:", v)
+		}
+		if rep.OK {
+			fmt.Println("ok: no violations")
+		}
+	}
+	if !rep.OK {
+		return fmt.Errorf("%w: %d", errAuditFailed, len(rep.Violations))
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+package ledger
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Packet is a group packet as the ledger knows it.
+type Packet struct {
+	ID         uint32
+	Sender     uint32
+	Total      uint64
+	Shares     uint32
+	Expiry     int64 // Unix milliseconds
+	Key        uint64
+	Recipients []uint32
+	Opened     map[uint32]uint64 // user -> amount
+	Granted    uint64
+	Refunded   uint64
+	Remaining  uint64 // as last recorded
+	SharesLeft uint32 // as last recorded
+	Expired    bool   // its remainder was refunded
+}
+
+// Campaign is a shake campaign's durable progress.
+type Campaign struct {
+	ID                   uint32
+	Count, Rate          uint32
+	Min, Max             uint32
+	Budget               uint64
+	Stopped              bool
+	Taken                uint32
+	AmountTaken          uint64
+	MinShare             uint64
+	grantedPackets       map[uint32]bool
+	duplicateShakePacket bool
+}
+
+// State is what replaying a ledger rebuilds: packets with who opened what,
+// campaigns' progress and users' balances, plus every invariant violation
+// seen on the way.
+type State struct {
+	Packets   map[uint32]*Packet
+	Campaigns map[uint32]*Campaign
+	// Balances are the users' balances as last recorded; Computed are
+	// grants - sends + refunds summed from the records.
+	Balances map[uint32]int64
+	Computed map[uint32]int64
+	// MaxPacket is the highest group packet id, MaxShakePacket the highest
+	// shake packet id, MaxCampaign the highest campaign id.
+	MaxPacket, MaxShakePacket, MaxCampaign uint32
+	Records                                uint64
+	ByKind                                 map[Kind]uint64
+	// GrantedTotal sums every grant (shares and shake packets), cents.
+	GrantedTotal uint64
+	violations   []string
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{Packets: map[uint32]*Packet{}, Campaigns: map[uint32]*Campaign{},
+		Balances: map[uint32]int64{}, Computed: map[uint32]int64{}, ByKind: map[Kind]uint64{}}
+}
+
+func (s *State) violate(format string, a ...any) {
+	if len(s.violations) < 10000 {
+		s.violations = append(s.violations, fmt.Sprintf(format, a...))
+	}
+}
+
+func (s *State) balance(r *Record, delta int64) {
+	s.Computed[r.User] += delta
+	s.Balances[r.User] = r.Balance
+	if got, want := r.Balance, s.Computed[r.User]; got != want {
+		s.violate("user %d: balance %d recorded after %s of packet %d differs from grants - sends + refunds = %d", r.User, got, r.Kind, r.Packet, want)
+		s.Computed[r.User] = got // report each divergence once
+	}
+}
+
+// Apply applies one record, noting any violation it shows.
+func (s *State) Apply(r *Record) {
+	s.Records++
+	s.ByKind[r.Kind]++
+	switch r.Kind {
+	case KindCampaign:
+		if _, dup := s.Campaigns[r.Campaign]; dup {
+			s.violate("campaign %d started twice", r.Campaign)
+			return
+		}
+		s.Campaigns[r.Campaign] = &Campaign{ID: r.Campaign, Count: r.Count, Rate: r.Rate, Min: r.Min, Max: r.Max,
+			Budget: r.Budget, grantedPackets: map[uint32]bool{}}
+		s.MaxCampaign = max(s.MaxCampaign, r.Campaign)
+	case KindCampaignStop:
+		if c := s.Campaigns[r.Campaign]; c != nil {
+			c.Stopped = true
+		} else {
+			s.violate("unknown campaign %d stopped", r.Campaign)
+		}
+	case KindShake:
+		s.MaxShakePacket = max(s.MaxShakePacket, r.Packet)
+		c := s.Campaigns[r.Campaign]
+		if c == nil {
+			s.violate("shake packet %d granted from unknown campaign %d", r.Packet, r.Campaign)
+			return
+		}
+		if r.Amount < 1 {
+			s.violate("shake packet %d of campaign %d granted %d cents (below 1 cent)", r.Packet, r.Campaign, r.Amount)
+		}
+		if c.grantedPackets[r.Packet] {
+			s.violate("shake packet %d of campaign %d granted twice", r.Packet, r.Campaign)
+		}
+		c.grantedPackets[r.Packet] = true
+		c.Taken++
+		c.AmountTaken += r.Amount
+		s.GrantedTotal += r.Amount
+		s.balance(r, int64(r.Amount))
+	case KindFunded:
+		if _, dup := s.Packets[r.Packet]; dup {
+			s.violate("packet %d funded twice", r.Packet)
+			return
+		}
+		p := &Packet{ID: r.Packet, Sender: r.User, Total: r.Amount, Shares: r.Shares, Expiry: r.Expiry, Key: r.Key,
+			Recipients: r.Recipients, Opened: map[uint32]uint64{}, Remaining: r.Amount, SharesLeft: r.Shares}
+		if r.Shares < 1 || r.Amount < uint64(r.Shares) {
+			s.violate("packet %d funded with %d cents for %d shares (below 1 cent a share)", r.Packet, r.Amount, r.Shares)
+		}
+		s.Packets[r.Packet] = p
+		s.MaxPacket = max(s.MaxPacket, r.Packet)
+		s.balance(r, -int64(r.Amount))
+	case KindGrant:
+		p := s.Packets[r.Packet]
+		if p == nil {
+			s.violate("share of unknown packet %d granted to user %d", r.Packet, r.User)
+			return
+		}
+		if _, twice := p.Opened[r.User]; twice {
+			s.violate("user %d opened packet %d twice", r.User, r.Packet)
+		}
+		if r.Amount < 1 {
+			s.violate("packet %d: share of %d cents to user %d (below 1 cent)", r.Packet, r.Amount, r.User)
+		}
+		if p.Expired {
+			s.violate("packet %d: share granted to user %d after its refund", r.Packet, r.User)
+		}
+		p.Opened[r.User] += r.Amount
+		p.Granted += r.Amount
+		p.Remaining, p.SharesLeft = r.Remaining, r.SharesLeft
+		s.GrantedTotal += r.Amount
+		s.balance(r, int64(r.Amount))
+	case KindRefund:
+		p := s.Packets[r.Packet]
+		if p == nil {
+			s.violate("refund of unknown packet %d", r.Packet)
+			return
+		}
+		if p.Expired {
+			s.violate("packet %d refunded twice", r.Packet)
+		}
+		if r.User != p.Sender {
+			s.violate("packet %d refunded to user %d, not its sender %d", r.Packet, r.User, p.Sender)
+		}
+		p.Expired = true
+		p.Refunded += r.Amount
+		p.Remaining, p.SharesLeft = r.Remaining, r.SharesLeft
+		s.balance(r, int64(r.Amount))
+	}
+}
+
+// Violations checks the invariants over the whole state and returns every
+// violation found, the ones seen while replaying first. Empty means the
+// ledger is consistent.
+func (s *State) Violations() []string {
+	out := append([]string(nil), s.violations...)
+	ids := make([]uint32, 0, len(s.Packets))
+	for id := range s.Packets {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		p := s.Packets[id]
+		if p.Total != p.Granted+p.Refunded+p.Remaining {
+			out = append(out, fmt.Sprintf("packet %d: funded %d differs from granted %d + refunded %d + remaining %d",
+				id, p.Total, p.Granted, p.Refunded, p.Remaining))
+		}
+		if int(p.Shares) != len(p.Opened)+int(p.SharesLeft) && !p.Expired {
+			out = append(out, fmt.Sprintf("packet %d: %d shares differ from %d opened + %d left", id, p.Shares, len(p.Opened), p.SharesLeft))
+		}
+		if len(p.Opened) > int(p.Shares) {
+			out = append(out, fmt.Sprintf("packet %d: opened by %d users, more than its %d shares", id, len(p.Opened), p.Shares))
+		}
+	}
+	cids := make([]uint32, 0, len(s.Campaigns))
+	for id := range s.Campaigns {
+		cids = append(cids, id)
+	}
+	sort.Slice(cids, func(i, j int) bool { return cids[i] < cids[j] })
+	for _, id := range cids {
+		c := s.Campaigns[id]
+		if c.Taken > c.Count {
+			out = append(out, fmt.Sprintf("campaign %d: %d packets granted, more than its %d", id, c.Taken, c.Count))
+		}
+		if c.Budget > 0 {
+			notIssued := int64(c.Budget) - int64(c.AmountTaken)
+			if notIssued < int64(c.Count-min(c.Taken, c.Count)) {
+				out = append(out, fmt.Sprintf("campaign %d: budget %d differs from granted %d + not issued %d (too little left for the %d packets not granted)",
+					id, c.Budget, c.AmountTaken, notIssued, c.Count-min(c.Taken, c.Count)))
+			}
+		} else if c.AmountTaken > uint64(c.Count)*uint64(c.Max) || c.AmountTaken < uint64(c.Taken)*uint64(c.Min) {
+			out = append(out, fmt.Sprintf("campaign %d: granted %d cents outside %d packets x [%d, %d]", id, c.AmountTaken, c.Taken, c.Min, c.Max))
+		}
+	}
+	users := make([]uint32, 0, len(s.Balances))
+	for u := range s.Balances {
+		users = append(users, u)
+	}
+	sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
+	for _, u := range users {
+		if s.Balances[u] != s.Computed[u] {
+			out = append(out, fmt.Sprintf("user %d: balance %d differs from grants - sends + refunds = %d", u, s.Balances[u], s.Computed[u]))
+		}
+	}
+	return out
+}
