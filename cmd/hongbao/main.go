@@ -24,6 +24,8 @@ var subcommands = []subcommand{
 	{"demo", "start a server and a load client on loopback, print a summary", runDemo},
 	{"bench", "measure server and client as processes, print JSON", runBench},
 	{"token", "mint a login token for a user", runToken},
+	{"monitor", "merge per-second samples, live dashboard, record a series", runMonitor},
+	{"plot", "render a recorded series as PNG charts and an HTML report", runPlot},
 }
 
 func usage() {

@@ -46,6 +46,7 @@ type Server struct {
 	sec      atomic.Uint64 // coarse clock, Unix seconds, for frame stamps and admission
 	draining atomic.Bool
 	rater    rater
+	mon      *monitorState // per-second samples to a monitor (observe.go)
 
 	admin   *http.Server
 	adminLn net.Listener
@@ -107,6 +108,7 @@ func New(opts Options) (*Server, error) {
 
 // Start listens and serves in the background until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
+	s.startMonitor()
 	if s.opts.Admin != "" {
 		ln, err := net.Listen("tcp", s.opts.Admin)
 		if err != nil {
@@ -181,8 +183,9 @@ func (s *Server) ticker() {
 		s.camps.issue(now)
 		if sec != lastSec {
 			lastSec = sec
-			tot, _ := s.totals()
+			tot, conns := s.totals()
 			s.rater.tick(now, tot)
+			s.monitorTick(now, tot, conns)
 		}
 	}
 }
@@ -198,6 +201,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stopTick)
 	<-s.tickDone
+	s.stopMonitor()
 	s.closeAdmin()
 	bye := proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0)
 	for i := range s.sets {
