@@ -3,7 +3,6 @@ package server
 import (
 	"net/http"
 	"os"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,7 +23,6 @@ type monitorState struct {
 	last        Totals
 	lastIssued  uint64
 	lastIssuedA uint64
-	primed      bool
 }
 
 // startMonitor starts pushing samples when Options.Monitor is set.
@@ -32,14 +30,23 @@ func (s *Server) startMonitor() {
 	if s.opts.Monitor == "" {
 		return
 	}
-	s.mon = &monitorState{pusher: sample.NewPusher(s.opts.Monitor, s.opts.Name, sample.KindServer, s.opts.Logger), host: sample.Hostname()}
-	s.mon.meter.Read() // prime the CPU, GC and network baselines
+	m := &monitorState{pusher: sample.NewPusher(s.opts.Monitor, s.opts.Name, sample.KindServer, s.opts.Logger), host: sample.Hostname()}
+	m.meter.Read() // the CPU, GC and network baselines
+	m.last, _ = s.totals()
+	m.lastIssued, m.lastIssuedA = s.issuedTotals()
+	s.mon = m
 }
 
+// stopMonitor pushes the partial second since the last tick (the ticker
+// has stopped), so that the samples add up to the server's totals, and
+// says goodbye to the monitor.
 func (s *Server) stopMonitor() {
-	if s.mon != nil {
-		s.mon.pusher.Close()
+	if s.mon == nil {
+		return
 	}
+	tot, conns := s.totals()
+	s.monitorTick(s.opts.Now().Unix(), tot, conns)
+	s.mon.pusher.Close()
 }
 
 // issuedTotals sums the packets issued by every campaign and their amounts.
@@ -51,19 +58,15 @@ func (s *Server) issuedTotals() (n, amount uint64) {
 	return n, amount
 }
 
-// monitorTick pushes the sample of the second that ended at now. The ticker
-// calls it with the totals it read at the boundary.
-func (s *Server) monitorTick(now time.Time, t Totals, conns int64) {
+// monitorTick pushes the sample of second sec; the ticker calls it at the
+// boundary that ends sec, with the totals it read there.
+func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 	m := s.mon
 	if m == nil {
 		return
 	}
 	issued, issuedA := s.issuedTotals()
 	ps, nd := m.meter.Read()
-	if !m.primed {
-		m.primed, m.last, m.lastIssued, m.lastIssuedA = true, t, issued, issuedA
-		return // a partial second: no sample
-	}
 	d := t.sub(m.last)
 	var online int64
 	waiting := 0
@@ -72,7 +75,7 @@ func (s *Server) monitorTick(now time.Time, t Totals, conns int64) {
 		waiting += s.sets[i].waiting()
 	}
 	smp := sample.Sample{
-		Name: s.opts.Name, Kind: sample.KindServer, Pid: os.Getpid(), Host: m.host, T: now.Unix() - 1,
+		Name: s.opts.Name, Kind: sample.KindServer, Pid: os.Getpid(), Host: m.host, T: sec,
 		Counters: map[string]uint64{
 			"requests": d.Requests, "shakes": d.Shakes, "got": d.Got, "none": d.None,
 			"all_taken": d.AllTaken, "overloaded": d.Overloaded, "logins": d.Logins,

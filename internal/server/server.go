@@ -185,7 +185,7 @@ func (s *Server) ticker() {
 			lastSec = sec
 			tot, conns := s.totals()
 			s.rater.tick(now, tot)
-			s.monitorTick(now, tot, conns)
+			s.monitorTick(now.Unix()-1, tot, conns)
 		}
 	}
 }
@@ -201,7 +201,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	close(s.stopTick)
 	<-s.tickDone
-	s.stopMonitor()
 	s.closeAdmin()
 	bye := proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0)
 	for i := range s.sets {
@@ -217,6 +216,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.eng.Stop(ctx)
 	<-s.runDone
+	s.stopMonitor()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
