@@ -116,7 +116,7 @@ func TestRealProcessesMergeToTheirTotals(t *testing.T) {
 		t.Fatalf("only %d shakes sent", sent)
 	}
 	checks := []struct {
-		name      string
+		name       string
 		have, want float64
 	}{
 		{"client sent", sum("client", "sent"), float64(sent)},

@@ -39,7 +39,7 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 		"hongbao_connections": "GAUGE", "hongbao_users_online": "GAUGE", "hongbao_packets_waiting": "GAUGE",
 		"hongbao_packets_issued_total": "COUNTER", "hongbao_packets_issued_cents_total": "COUNTER",
 		"hongbao_monitor_samples_dropped_total": "COUNTER",
-		"go_goroutines": "GAUGE", "process_cpu_seconds_total": "COUNTER", "process_resident_memory_bytes": "GAUGE",
+		"go_goroutines":                         "GAUGE", "process_cpu_seconds_total": "COUNTER", "process_resident_memory_bytes": "GAUGE",
 	}
 	for name, typ := range want {
 		f, ok := fams[name]
