@@ -72,6 +72,10 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 		{[]string{"bench", "--steps", "1,x"}, nil, `"x" is not a positive rate`},
 		{[]string{"token", "--user", "5"}, nil, "--secret is required"},
 		{[]string{"token", "--secret", "s"}, nil, "--user must be in"},
+		{[]string{"plot"}, nil, "FILE is required"},
+		{[]string{"plot", "f.ndjson", "--bogus"}, nil, "flag provided but not defined"},
+		{[]string{"monitor", "--keep", "0"}, nil, "--keep must be positive"},
+		{[]string{"server", "--secret", "s", "--monitor"}, nil, "flag needs an argument"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
@@ -87,7 +91,7 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 }
 
 func TestHelpListsGroupsAndExample(t *testing.T) {
-	for _, sub := range []string{"server", "load", "demo", "bench", "token"} {
+	for _, sub := range []string{"server", "load", "demo", "bench", "token", "monitor", "plot"} {
 		out, _, code := run(t, nil, sub, "--help")
 		if code != 0 || !strings.Contains(out, "Example:") || !strings.Contains(out, "HONGBAO_") {
 			t.Errorf("%s --help: exit %d, output:\n%s", sub, code, out)
@@ -103,14 +107,28 @@ func TestDemoRefusesUsersBeyondOpenFiles(t *testing.T) {
 }
 
 func TestDemoClientAndServerAgree(t *testing.T) {
+	dir := t.TempDir()
 	out, stderr, code := run(t, nil, "demo", "--users", "600", "--qps", "600", "--duration", "3s",
-		"--packet-rate", "300", "--packets", "600", "--dir", t.TempDir())
+		"--packet-rate", "300", "--packets", "600", "--dir", dir)
 	if code != 0 {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
-	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got"} {
+	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got",
+		"dashboard: http://127.0.0.1:", "rate.png", "report: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// The demo recorded its series; 'hongbao plot' renders it again.
+	plots := filepath.Join(t.TempDir(), "plots")
+	pout, perr, code := run(t, nil, "plot", filepath.Join(dir, "series.ndjson"), "--out", plots)
+	if code != 0 {
+		t.Fatalf("plot exit %d: %s", code, perr)
+	}
+	for _, f := range []string{"rate.png", "packets.png", "connections.png", "latency.png", "report.html"} {
+		st, err := os.Stat(filepath.Join(plots, f))
+		if err != nil || st.Size() < 1000 {
+			t.Errorf("plot did not write %s (%v); output:\n%s", f, err, pout)
 		}
 	}
 }

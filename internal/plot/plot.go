@@ -184,6 +184,7 @@ func Render(file, dir string) (*Output, error) {
 		p.X.Label.Text = fmt.Sprintf("seconds since %s", time.Unix(t0, 0).UTC().Format("2006-01-02 15:04:05 UTC"))
 		p.Y.Label.Text = ch.YLabel
 		p.Legend.Top = true
+		p.Y.Min = 0
 		p.Add(plotter.NewGrid())
 		ymax := 0.0
 		var lines []plot.Plotter
