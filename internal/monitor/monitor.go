@@ -294,7 +294,7 @@ func (m *Monitor) Series(since int64) []Second {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	i := sort.Search(len(m.series), func(i int) bool { return m.series[i].T > since })
-	return append([]Second(nil), m.series[i:]...)
+	return append([]Second{}, m.series[i:]...)
 }
 
 // Status is the monitor's view of its processes.

@@ -77,7 +77,7 @@ function makeChart(id, title, labels) {
   document.getElementById("charts").appendChild(el);
   const opts = {
     title, width: width(), height: 220,
-    scales: { x: { time: true } },
+    scales: { x: { time: true }, y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * 1.08 : 1] } },
     series: [{}].concat(labels.map((l, i) => ({ label: l, stroke: palette[i % palette.length], width: 1.5, spanGaps: false }))),
     axes: [{}, { size: 60 }],
   };
@@ -167,7 +167,7 @@ async function poll() {
       fetch("api/series?since=" + last, { cache: "no-store" }).then(r => r.json()),
       fetch("api/latest", { cache: "no-store" }).then(r => r.json()),
     ]);
-    for (const s of series) {
+    for (const s of series || []) {
       // An amended second replaces its earlier version.
       if (data.length && s.t <= data[data.length - 1].t) {
         const i = data.findIndex(x => x.t === s.t);
