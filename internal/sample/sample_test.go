@@ -30,16 +30,22 @@ func TestParseNetDev(t *testing.T) {
 func TestMeterReadsProcess(t *testing.T) {
 	var m Meter
 	m.Read()
-	x := 0
-	for i := range 20_000_000 {
-		x += i
+	// Burn CPU until the kernel's 10 ms clock ticks have counted some.
+	var p ProcStats
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+		for i := range 1_000_000 {
+			sink += i
+		}
+		if p, _ = m.Read(); p.TotalCPU > 0 {
+			break
+		}
 	}
-	_ = x
-	p, _ := m.Read()
 	if p.RSS <= 0 || p.Goroutines < 1 || p.TotalCPU <= 0 {
 		t.Fatalf("implausible process stats %+v", p)
 	}
 }
+
+var sink int
 
 // A pusher to a dead monitor never blocks and drops the oldest samples.
 func TestPusherDropsOldestWhenMonitorIsDown(t *testing.T) {
