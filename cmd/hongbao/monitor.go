@@ -24,7 +24,7 @@ func runMonitor(ctx context.Context, args []string) error {
 	c.group("Merging", func(fs *flag.FlagSet) {
 		fs.DurationVar(&o.Grace, "grace", 2*time.Second, "wait this long after a second ends for late processes before closing it")
 		fs.DurationVar(&o.Retire, "retire", 10*time.Second, "stop expecting a process that sent nothing for this long")
-		fs.IntVar(&o.Keep, "keep", 86400, "seconds of series kept in memory")
+		fs.IntVar(&o.Keep, "keep", 21600, "seconds of series kept in memory (the --out file keeps all)")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.File, "out", "hongbao-series.ndjson", "append every merged second to this NDJSON file (\"\" for none); plot it with 'hongbao plot'")

@@ -25,7 +25,7 @@ var web embed.FS
 // Handler serves the push endpoint, the JSON API and the dashboard:
 //
 //	POST /api/push           NDJSON samples (package sample)
-//	GET  /api/series?since=T closed seconds after T, oldest first
+//	GET  /api/series?since=T closed seconds after T, oldest first (&last=N: only the last N)
 //	GET  /api/latest         processes and the latest closed second
 //	GET  /                   the live dashboard
 func (m *Monitor) Handler() http.Handler {
@@ -53,7 +53,16 @@ func (m *Monitor) Handler() http.Handler {
 				return
 			}
 		}
-		writeJSON(w, m.Series(since))
+		secs := m.Series(since)
+		if v := r.URL.Query().Get("last"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				http.Error(w, "last: want a number of seconds", http.StatusBadRequest)
+				return
+			}
+			secs = secs[max(len(secs)-n, 0):]
+		}
+		writeJSON(w, secs)
 	})
 	mux.HandleFunc("GET /api/latest", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, m.Status())

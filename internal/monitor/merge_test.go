@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"encoding/json"
 	"io"
+	"net/http"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -12,6 +14,18 @@ import (
 
 	"hongbao/internal/sample"
 )
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("%s: %v", url, err)
+	}
+}
 
 // fakeClock is a settable clock for the monitor.
 type fakeClock struct {
@@ -153,6 +167,18 @@ func TestMergeOverThePushProtocol(t *testing.T) {
 	}
 	if len(s.Procs) != 3 || s.Phase != "load" {
 		t.Errorf("procs %d phase %q", len(s.Procs), s.Phase)
+	}
+
+	// The same over the JSON API.
+	var api []Second
+	getJSON(t, "http://"+m.Addr()+"/api/series?since=0&last=2", &api)
+	if len(api) != 2 || api[0].T != T+2 || api[1].Client["sent"] != 600 {
+		t.Errorf("/api/series?last=2: %+v", api)
+	}
+	var st Status
+	getJSON(t, "http://"+m.Addr()+"/api/latest", &st)
+	if len(st.Procs) != 3 || st.Latest == nil || st.Latest.T != T+3 || st.Received != received {
+		t.Errorf("/api/latest: %+v", st)
 	}
 
 	// Before the late amendment T+1 was recorded with load-2 missing, not

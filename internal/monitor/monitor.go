@@ -21,7 +21,8 @@ type Options struct {
 	// Retire: a process that sent nothing for this long is no longer
 	// expected (default 10s). A process that says goodbye is retired at once.
 	Retire time.Duration
-	// Keep is how many seconds of series the monitor holds (default 86400).
+	// Keep is how many seconds of series the monitor holds (default 21600,
+	// six hours; the file has them all).
 	Keep int
 	// File, if set, receives every closed second as one JSON line.
 	File   string
@@ -76,7 +77,7 @@ func New(o Options) (*Monitor, error) {
 		o.Retire = 10 * time.Second
 	}
 	if o.Keep <= 0 {
-		o.Keep = 86400
+		o.Keep = 21600
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

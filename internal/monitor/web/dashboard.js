@@ -164,7 +164,7 @@ function procTable(status) {
 async function poll() {
   try {
     const [series, status] = await Promise.all([
-      fetch("api/series?since=" + last, { cache: "no-store" }).then(r => r.json()),
+      fetch("api/series?since=" + last + "&last=" + KEEP, { cache: "no-store" }).then(r => r.json()),
       fetch("api/latest", { cache: "no-store" }).then(r => r.json()),
     ]);
     for (const s of series || []) {
