@@ -36,7 +36,7 @@ func runBench(ctx context.Context, args []string) error {
 		fs.StringVar(&steps, "steps", "", "comma-separated rates to try (default 18000,30000,...,120000)")
 	})
 	c.group("Monitoring cost", func(fs *flag.FlagSet) {
-		fs.IntVar(&cost, "monitor-cost", 0, "instead: N rounds of a server without and with monitoring (--monitor, /metrics scraped each second), interleaved; prints the CPU/req ratio")
+		fs.IntVar(&cost, "monitor-cost", 0, "instead: one server under --qps with --monitor; N rounds of a window of --step-time with its samples paused and nobody scraping, and one with samples pushed and /metrics scraped each second (ABBA); prints the server CPU/req ratio")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&dir, "dir", "", "directory for the children's logs (default: a new temporary one)")

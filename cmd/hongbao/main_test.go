@@ -150,7 +150,7 @@ func TestBenchPrintsJSON(t *testing.T) {
 }
 
 func TestBenchMonitorCostPrintsRatio(t *testing.T) {
-	out, stderr, code := run(t, nil, "bench", "--monitor-cost", "1", "--conns", "300", "--qps", "600", "--duration", "3s", "--warmup", "1s", "--dir", t.TempDir())
+	out, stderr, code := run(t, nil, "bench", "--monitor-cost", "1", "--conns", "300", "--qps", "600", "--step-time", "2s", "--warmup", "1s", "--dir", t.TempDir())
 	if code != 0 {
 		t.Fatalf("bench exit %d\nstderr:\n%s", code, stderr)
 	}
@@ -158,7 +158,8 @@ func TestBenchMonitorCostPrintsRatio(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not a cost report: %v\n%s", err, out)
 	}
-	if len(rep.Runs) != 2 || rep.Ratio <= 0 || !rep.Runs[1].Monitored || rep.Runs[1].Samples == 0 || rep.Runs[1].Scrapes == 0 {
+	if len(rep.Windows) != 2 || rep.Ratio <= 0 || !rep.Windows[1].Monitored || rep.Samples == 0 || rep.Windows[1].Scrapes == 0 ||
+		rep.Windows[0].AchievedQPS < 500 {
 		t.Fatalf("implausible cost report: %+v", rep)
 	}
 }

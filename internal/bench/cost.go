@@ -13,38 +13,44 @@ import (
 	"hongbao/internal/server"
 )
 
-// CostRun is one measured run of the monitoring-cost comparison.
-type CostRun struct {
+// CostWindow is one measured window of the monitoring-cost comparison.
+type CostWindow struct {
 	Round       int     `json:"round"`
-	Monitored   bool    `json:"monitored"` // --monitor on, /metrics scraped every second
+	Monitored   bool    `json:"monitored"` // samples pushed, /metrics scraped every second
+	Seconds     float64 `json:"seconds"`
 	AchievedQPS float64 `json:"achieved_qps"`
 	CPUusPerReq float64 `json:"server_cpu_us_per_req"`
 	Cores       float64 `json:"server_cores"`
 	Scrapes     int     `json:"scrapes"`
-	Samples     uint64  `json:"samples_at_monitor"`
 }
 
 // CostReport compares the server's CPU per request with and without
-// monitoring, from runs interleaved off, on, off, on... in one invocation.
+// monitoring, in alternating windows of one run of one server.
 type CostReport struct {
-	QPS   int       `json:"qps"`
-	Conns int       `json:"conns"`
-	Runs  []CostRun `json:"runs"`
-	// Ratio is median(CPU/req monitored) / median(CPU/req plain).
+	QPS     int          `json:"qps"`
+	Conns   int          `json:"conns"`
+	Windows []CostWindow `json:"windows"`
+	Samples uint64       `json:"samples_at_monitor"`
+	// Ratio is mean CPU/req of the monitored windows over the plain ones
+	// (CPU and requests summed over the windows of each kind).
 	Ratio       float64 `json:"ratio"`
 	OverheadPct float64 `json:"overhead_pct"`
 	// PairedRatio is the median over rounds of monitored/plain in the round.
 	PairedRatio float64 `json:"paired_ratio"`
-	// NoisePct is the spread (max-min)/median of the plain runs: the
-	// run-to-run noise the ratio is read against.
+	// NoisePct is the spread (max-min)/median of the plain windows: the
+	// noise the ratio is read against.
 	NoisePct float64 `json:"noise_pct"`
 	Verdict  string  `json:"verdict"`
 }
 
-// MonitorCost measures what monitoring costs the server: rounds times, a
-// server without monitoring and one pushing samples to a monitor (in this
-// process) while /metrics is scraped every second, each loaded at o.QPS,
-// in the order off-on, on-off, off-on...
+// MonitorCost measures what monitoring costs the server. One server runs
+// with --monitor (to a monitor in this process) under one load client at
+// o.QPS; after the warm-up, rounds pairs of windows of o.StepTime follow,
+// off-on then on-off (ABBA, so a drift weighs on both sides alike). In an
+// "off" window the server's samples are paused and nobody scrapes; in an
+// "on" window it pushes a sample every second and /metrics is scraped
+// every second. Comparing windows of one process removes the run-to-run
+// noise of separate processes (20% here, more than the effect).
 func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error) {
 	o.defaults()
 	mon, err := monitor.Listen("127.0.0.1:0", monitor.Options{Grace: time.Second})
@@ -52,42 +58,67 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 		return nil, err
 	}
 	defer mon.Stop()
+	secret := harness.NewSecret()
+	srv, err := harness.StartServer(o.Bin, o.Dir, harness.ServerSpec{Users: o.Conns, Budget: 10_000_000, Secret: secret,
+		Extra: []string{"--monitor", mon.Addr(), "--name", "bench-server"}})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop(10 * time.Second)
+	if _, err := srv.Admin.StartCampaign(server.CampaignSpec{Count: 1 << 30, Rate: 200, Min: 1, Max: 200}); err != nil {
+		return nil, err
+	}
+	window := o.StepTime
+	total := o.Warmup + time.Duration(2*rounds)*window + 5*time.Second
+	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Conns, QPS: o.QPS, Duration: total, Secret: secret, Name: "cost"})
+	if err != nil {
+		return nil, err
+	}
+	defer lp.Stop(5 * time.Second)
+	fmt.Fprintf(o.Log, "cost: %d connections, %d shakes/s, %d rounds of 2 windows of %v\n", o.Conns, o.QPS, rounds, window)
+	if err := waitOnline(ctx, srv, lp, o.Conns); err != nil {
+		return nil, err
+	}
+	if err := sleep(ctx, o.Warmup); err != nil {
+		return nil, err
+	}
 	rep := &CostReport{QPS: o.QPS, Conns: o.Conns}
-	var plain, monitored []float64
+	before := mon.Status().Received
+	var cpu, reqs [2]float64
+	var per [2][]float64
 	for r := 1; r <= rounds; r++ {
-		// Off-on, then on-off (ABBA): a drift over the runs, or an effect
-		// of coming second, weighs on both sides alike.
 		order := []bool{false, true}
 		if r%2 == 0 {
 			order = []bool{true, false}
 		}
 		for _, on := range order {
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
-			}
-			run, err := costRun(ctx, o, mon, on)
+			w, err := costWindow(ctx, srv, on, window)
 			if err != nil {
 				return rep, err
 			}
-			run.Round = r
-			rep.Runs = append(rep.Runs, *run)
+			w.Round = r
+			rep.Windows = append(rep.Windows, *w)
+			k := 0
 			if on {
-				monitored = append(monitored, run.CPUusPerReq)
-			} else {
-				plain = append(plain, run.CPUusPerReq)
+				k = 1
 			}
-			fmt.Fprintf(o.Log, "round %d monitored=%v: %.0f/s, server %.3f us/req (%.3f cores)\n", r, on, run.AchievedQPS, run.CPUusPerReq, run.Cores)
+			cpu[k] += w.Cores * w.Seconds
+			reqs[k] += w.AchievedQPS * w.Seconds
+			per[k] = append(per[k], w.CPUusPerReq)
+			fmt.Fprintf(o.Log, "round %d monitored=%v: %.0f/s, server %.3f us/req (%.3f cores), %d scrapes\n", r, on, w.AchievedQPS, w.CPUusPerReq, w.Cores, w.Scrapes)
 		}
 	}
-	if m := median(plain); m > 0 {
-		rep.Ratio = median(monitored) / m
+	rep.Samples = mon.Status().Received - before
+	if reqs[0] > 0 && reqs[1] > 0 && cpu[0] > 0 {
+		rep.Ratio = (cpu[1] / reqs[1]) / (cpu[0] / reqs[0])
 		rep.OverheadPct = (rep.Ratio - 1) * 100
-		lo, hi := plain[0], plain[0]
+		m := median(per[0])
+		lo, hi := per[0][0], per[0][0]
 		var paired []float64
-		for i, p := range plain {
+		for i, p := range per[0] {
 			lo, hi = min(lo, p), max(hi, p)
 			if p > 0 {
-				paired = append(paired, monitored[i]/p)
+				paired = append(paired, per[1][i]/p)
 			}
 		}
 		rep.NoisePct = (hi - lo) / m * 100
@@ -100,36 +131,63 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 	return rep, nil
 }
 
-func costRun(ctx context.Context, o Options, mon *monitor.Running, on bool) (*CostRun, error) {
-	secret := harness.NewSecret()
-	spec := harness.ServerSpec{Users: o.Conns, Budget: 10_000_000, Secret: secret}
-	if on {
-		spec.Extra = []string{"--monitor", mon.Addr(), "--name", "bench-server"}
+func waitOnline(ctx context.Context, srv *harness.ServerProc, lp *harness.LoadProc, conns int) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		st, err := srv.Admin.ServerStats()
+		if err == nil && st.LoggedIn >= int64(conns) {
+			return nil
+		}
+		select {
+		case <-lp.Done():
+			_, err := lp.Summary()
+			return fmt.Errorf("load client exited while connecting: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d connections not up after 2 minutes", conns)
+		}
 	}
-	srv, err := harness.StartServer(o.Bin, o.Dir, spec)
+}
+
+// costWindow measures the server for d with monitoring on or off.
+func costWindow(ctx context.Context, srv *harness.ServerProc, on bool, d time.Duration) (*CostWindow, error) {
+	paused := "1"
+	if on {
+		paused = "0"
+	}
+	if err := srv.Admin.Post("/debug/monitor?paused="+paused, nil, nil); err != nil {
+		return nil, err
+	}
+	// Let the switch settle (the sample of the second in progress).
+	if err := sleep(ctx, 1100*time.Millisecond); err != nil {
+		return nil, err
+	}
+	s0, err := srv.Sample()
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Stop(10 * time.Second)
-	if _, err := srv.Admin.StartCampaign(server.CampaignSpec{Count: 1 << 30, Rate: 200, Min: 1, Max: 200}); err != nil {
+	st0, err := srv.Admin.ServerStats()
+	if err != nil {
 		return nil, err
 	}
-	before := mon.Status().Received
+	t0 := time.Now()
 	scrapes := 0
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if !on {
-			return
-		}
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	end := time.After(d)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-end:
+			break loop
+		case <-tick.C:
+			if !on {
+				continue
 			}
 			resp, err := http.Get(srv.Admin.Base + "/metrics")
 			if err == nil {
@@ -138,15 +196,19 @@ func costRun(ctx context.Context, o Options, mon *monitor.Running, on bool) (*Co
 				scrapes++
 			}
 		}
-	}()
-	r, err := measure(ctx, o, srv, secret, o.QPS, o.Duration, o.Warmup, "cost")
-	close(stop)
-	<-done
+	}
+	s1, err := srv.Sample()
 	if err != nil {
 		return nil, err
 	}
-	return &CostRun{Monitored: on, AchievedQPS: r.AchievedQPS, CPUusPerReq: r.ServerCPUusPerReq, Cores: r.ServerCores,
-		Scrapes: scrapes, Samples: mon.Status().Received - before}, nil
+	st1, err := srv.Admin.ServerStats()
+	if err != nil {
+		return nil, err
+	}
+	secs := time.Since(t0).Seconds()
+	n := float64(st1.Totals.Requests - st0.Totals.Requests)
+	return &CostWindow{Monitored: on, Seconds: secs, AchievedQPS: n / secs, CPUusPerReq: perReq(s1.CPU-s0.CPU, n),
+		Cores: (s1.CPU - s0.CPU).Seconds() / secs, Scrapes: scrapes}, nil
 }
 
 func median(xs []float64) float64 {

@@ -3,8 +3,8 @@ package monitor
 import (
 	"encoding/json"
 	"io"
-	"net/http"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"testing"

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"os"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +24,7 @@ type monitorState struct {
 	last        Totals
 	lastIssued  uint64
 	lastIssuedA uint64
+	paused      atomic.Bool // POST /debug/monitor?paused=1: no samples (for the cost benchmark)
 }
 
 // startMonitor starts pushing samples when Options.Monitor is set.
@@ -66,6 +68,10 @@ func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 		return
 	}
 	issued, issuedA := s.issuedTotals()
+	if m.paused.Load() {
+		m.last, m.lastIssued, m.lastIssuedA = t, issued, issuedA
+		return
+	}
 	ps, nd := m.meter.Read()
 	d := t.sub(m.last)
 	var online int64
@@ -135,4 +141,14 @@ func (s *Server) mountObservability(mux *http.ServeMux) {
 		}),
 	}}
 	obs.Mount(mux, col)
+	// The cost benchmark pauses and resumes the samples of one running
+	// server, to compare windows of the same process with and without them.
+	mux.HandleFunc("POST /debug/monitor", func(w http.ResponseWriter, r *http.Request) {
+		if s.mon == nil {
+			http.Error(w, "no --monitor", http.StatusNotFound)
+			return
+		}
+		s.mon.paused.Store(r.FormValue("paused") == "1")
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
