@@ -69,7 +69,8 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 		return nil, err
 	}
 	window := o.StepTime
-	total := o.Warmup + time.Duration(2*rounds)*window + 5*time.Second
+	// Each window also waits 1.1 s for the switch to settle.
+	total := o.Warmup + time.Duration(2*rounds)*(window+2*time.Second) + 10*time.Second
 	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Conns, QPS: o.QPS, Duration: total, Secret: secret, Name: "cost"})
 	if err != nil {
 		return nil, err
@@ -97,6 +98,9 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 				return rep, err
 			}
 			w.Round = r
+			if w.AchievedQPS < 0.9*float64(o.QPS) {
+				return rep, fmt.Errorf("window %d: the load fell to %.0f/s of %d", len(rep.Windows)+1, w.AchievedQPS, o.QPS)
+			}
 			rep.Windows = append(rep.Windows, *w)
 			k := 0
 			if on {
