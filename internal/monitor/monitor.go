@@ -31,8 +31,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// proc is what the monitor knows of a process.
-type proc struct {
+// ProcInfo is what the monitor knows of a process.
+type ProcInfo struct {
 	Name     string `json:"name"`
 	Kind     string `json:"kind"`
 	Pid      int    `json:"pid"`
@@ -49,7 +49,7 @@ type Monitor struct {
 	o Options
 
 	mu       sync.Mutex
-	procs    map[string]*proc
+	procs    map[string]*ProcInfo
 	pending  map[int64]map[string]sample.Sample // open seconds
 	recent   map[int64]map[string]sample.Sample // closed seconds still amendable
 	lateOf   map[int64]map[string]bool
@@ -85,7 +85,7 @@ func New(o Options) (*Monitor, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	m := &Monitor{o: o, procs: map[string]*proc{}, pending: map[int64]map[string]sample.Sample{},
+	m := &Monitor{o: o, procs: map[string]*ProcInfo{}, pending: map[int64]map[string]sample.Sample{},
 		recent: map[int64]map[string]sample.Sample{}, lateOf: map[int64]map[string]bool{},
 		expected: map[int64][]string{}, index: map[int64]int{},
 		stop: make(chan struct{}), done: make(chan struct{})}
@@ -152,7 +152,7 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 			if s.Bye {
 				continue
 			}
-			p = &proc{Name: s.Name, Kind: s.Kind, First: s.T}
+			p = &ProcInfo{Name: s.Name, Kind: s.Kind, First: s.T}
 			m.procs[s.Name] = p
 		}
 		p.lastSeen = now
@@ -300,18 +300,18 @@ func (m *Monitor) Series(since int64) []Second {
 
 // Status is the monitor's view of its processes.
 type Status struct {
-	Now      int64   `json:"now"`
-	ClosedTo int64   `json:"closed_to"`
-	Received uint64  `json:"received"`
-	Procs    []proc  `json:"procs"`
-	Latest   *Second `json:"latest,omitempty"`
+	Now      int64      `json:"now"`
+	ClosedTo int64      `json:"closed_to"`
+	Received uint64     `json:"received"`
+	Procs    []ProcInfo `json:"procs"`
+	Latest   *Second    `json:"latest,omitempty"`
 }
 
 // Status reports the processes and the latest closed second.
 func (m *Monitor) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	st := Status{Now: m.o.Now().Unix(), ClosedTo: m.closedTo, Received: m.received, Procs: []proc{}}
+	st := Status{Now: m.o.Now().Unix(), ClosedTo: m.closedTo, Received: m.received, Procs: []ProcInfo{}}
 	for _, p := range m.procs {
 		st.Procs = append(st.Procs, *p)
 	}
