@@ -19,6 +19,7 @@ func runBench(ctx context.Context, args []string) error {
 		o     bench.Options
 		steps string
 		dir   string
+		cost  int
 	)
 	c := newCommand("bench", "Run a server and a load client as separate processes on loopback and print JSON: connections held, achieved rate, server CPU per request, bytes per connection, latency, errors.",
 		"hongbao bench --conns 18000 --qps 18000 --duration 20s --find-max")
@@ -34,11 +35,17 @@ func runBench(ctx context.Context, args []string) error {
 		fs.DurationVar(&o.StepTime, "step-time", 10*time.Second, "duration of each step")
 		fs.StringVar(&steps, "steps", "", "comma-separated rates to try (default 18000,30000,...,120000)")
 	})
+	c.group("Monitoring cost", func(fs *flag.FlagSet) {
+		fs.IntVar(&cost, "monitor-cost", 0, "instead: one server under --qps with --monitor; N rounds of a window of --step-time with its samples paused and nobody scraping, and one with samples pushed and /metrics scraped each second (ABBA); prints the server CPU/req ratio")
+	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&dir, "dir", "", "directory for the children's logs (default: a new temporary one)")
 	})
 	if err := c.parse(args); err != nil {
 		return err
+	}
+	if cost < 0 {
+		return c.usageErr("--monitor-cost must not be negative")
 	}
 	if o.Conns < 1 || o.QPS < 1 || o.Duration <= 0 || o.Warmup < 0 {
 		return c.usageErr("--conns, --qps and --duration must be positive")
@@ -68,6 +75,20 @@ func runBench(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Bin, o.Dir, o.Log = bin, dir, os.Stderr
+	if cost > 0 {
+		rep, err := bench.MonitorCost(ctx, o, cost)
+		if rep != nil {
+			enc := json.NewEncoder(os.Stdout)
+			enc.SetIndent("", "  ")
+			if e := enc.Encode(rep); e != nil {
+				return e
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		return nil
+	}
 	rep, err := bench.Run(ctx, o)
 	if rep != nil {
 		enc := json.NewEncoder(os.Stdout)

@@ -33,7 +33,9 @@ func runDemo(ctx context.Context, args []string) error {
 		fs.UintVar(&amax, "amount-max", 200, "largest packet, cents")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
-		fs.StringVar(&dir, "dir", "", "directory for the children's logs (default: a new temporary one)")
+		fs.StringVar(&dir, "dir", "", "directory for the children's logs, the series and the plots (default: a new temporary one)")
+		fs.StringVar(&o.Monitor, "monitor", "127.0.0.1:0", "address of the demo's monitor and live dashboard (port 0: a free one)")
+		fs.DurationVar(&o.Linger, "linger", 0, "keep the dashboard up this long after the run")
 	})
 	if err := c.parse(args); err != nil {
 		return err

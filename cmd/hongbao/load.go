@@ -42,9 +42,13 @@ func runLoad(ctx context.Context, args []string) error {
 		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
-		fs.StringVar(&o.Admin, "admin", "", "admin HTTP address (/qps, /api/stats, /healthz); empty: none")
+		fs.StringVar(&o.Admin, "admin", "", "admin HTTP address (/qps, /api/stats, /healthz, /metrics, /debug/pprof); empty: none")
 		fs.BoolVar(&asJSON, "json", false, "print a JSON summary on stdout at the end")
 		fs.BoolVar(&quiet, "quiet", false, "no per-second lines on stderr")
+	})
+	c.group("Monitoring", func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Monitor, "monitor", "", "push a sample every second to this 'hongbao monitor' address (/metrics and /debug/pprof are on --admin)")
+		fs.StringVar(&o.Name, "name", "", "this process's name at the monitor (default load-FROM-TO)")
 	})
 	if err := c.parse(args); err != nil {
 		return err

@@ -26,6 +26,8 @@ var subcommands = []subcommand{
 	{"token", "mint a login token for a user", runToken},
 	{"audit", "check a ledger's invariants (offline or on a running server)", runAudit},
 	{"bench-ledger", "measure durable grants/s and shakes with the ledger on vs off, print JSON", runBenchLedger},
+	{"monitor", "merge per-second samples, live dashboard, record a series", runMonitor},
+	{"plot", "render a recorded series as PNG charts and an HTML report", runPlot},
 }
 
 func usage() {

@@ -77,6 +77,10 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 		{[]string{"bench-ledger", "--concurrency", "0"}, nil, "must be positive"},
 		{[]string{"server", "--secret", "s", "--data-dir", ""}, nil, "--data-dir must not be empty"},
 		{[]string{"server", "--secret", "s", "--max-recipients", "5000"}, nil, "--max-recipients must be in"},
+		{[]string{"plot"}, nil, "FILE is required"},
+		{[]string{"plot", "f.ndjson", "--bogus"}, nil, "flag provided but not defined"},
+		{[]string{"monitor", "--keep", "0"}, nil, "--keep must be positive"},
+		{[]string{"server", "--secret", "s", "--monitor"}, nil, "flag needs an argument"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {
@@ -92,7 +96,7 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 }
 
 func TestHelpListsGroupsAndExample(t *testing.T) {
-	for _, sub := range []string{"server", "load", "demo", "bench", "token", "audit", "bench-ledger"} {
+	for _, sub := range []string{"server", "load", "demo", "bench", "token", "monitor", "plot", "audit", "bench-ledger"} {
 		out, _, code := run(t, nil, sub, "--help")
 		if code != 0 || !strings.Contains(out, "Example:") || !strings.Contains(out, "HONGBAO_") {
 			t.Errorf("%s --help: exit %d, output:\n%s", sub, code, out)
@@ -108,14 +112,28 @@ func TestDemoRefusesUsersBeyondOpenFiles(t *testing.T) {
 }
 
 func TestDemoClientAndServerAgree(t *testing.T) {
+	dir := t.TempDir()
 	out, stderr, code := run(t, nil, "demo", "--users", "600", "--qps", "600", "--duration", "3s",
-		"--packet-rate", "300", "--packets", "600", "--dir", t.TempDir())
+		"--packet-rate", "300", "--packets", "600", "--dir", dir)
 	if code != 0 {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
-	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got"} {
+	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got",
+		"dashboard: http://127.0.0.1:", "rate.png", "report: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// The demo recorded its series; 'hongbao plot' renders it again.
+	plots := filepath.Join(t.TempDir(), "plots")
+	pout, perr, code := run(t, nil, "plot", filepath.Join(dir, "series.ndjson"), "--out", plots)
+	if code != 0 {
+		t.Fatalf("plot exit %d: %s", code, perr)
+	}
+	for _, f := range []string{"rate.png", "packets.png", "connections.png", "latency.png", "report.html"} {
+		st, err := os.Stat(filepath.Join(plots, f))
+		if err != nil || st.Size() < 1000 {
+			t.Errorf("plot did not write %s (%v); output:\n%s", f, err, pout)
 		}
 	}
 }
@@ -133,6 +151,21 @@ func TestBenchPrintsJSON(t *testing.T) {
 	if r.ConnectionsHeld != 300 || r.AchievedQPS < 500 || r.ServerCPUusPerReq <= 0 || r.ServerRSSPerConn <= 0 ||
 		r.ClientRSSPerConn <= 0 || r.LatencyUS.P99 <= 0 || r.Answered == 0 {
 		t.Fatalf("implausible bench result: %+v", r)
+	}
+}
+
+func TestBenchMonitorCostPrintsRatio(t *testing.T) {
+	out, stderr, code := run(t, nil, "bench", "--monitor-cost", "1", "--conns", "300", "--qps", "600", "--step-time", "2s", "--warmup", "1s", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("bench exit %d\nstderr:\n%s", code, stderr)
+	}
+	var rep bench.CostReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("not a cost report: %v\n%s", err, out)
+	}
+	if len(rep.Windows) != 2 || rep.Ratio <= 0 || !rep.Windows[1].Monitored || rep.Samples == 0 || rep.Windows[1].Scrapes == 0 ||
+		rep.Windows[0].AchievedQPS < 500 {
+		t.Fatalf("implausible cost report: %+v", rep)
 	}
 }
 

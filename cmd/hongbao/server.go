@@ -57,6 +57,10 @@ func runServer(ctx context.Context, args []string) error {
 		fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 		fs.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "how long SIGTERM may take to drain")
 	})
+	c.group("Monitoring", func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Monitor, "monitor", "", "push a sample every second to this 'hongbao monitor' address (/metrics and /debug/pprof are always on --admin)")
+		fs.StringVar(&o.Name, "name", "server", "this process's name at the monitor")
+	})
 	if err := c.parse(args); err != nil {
 		return err
 	}

@@ -31,6 +31,10 @@ type Options struct {
 	AmountMin  uint32
 	AmountMax  uint32
 	Out        io.Writer
+	// Monitor is the address the demo's monitor listens on (default
+	// 127.0.0.1:0, a free port); Linger keeps it serving after the run.
+	Monitor string
+	Linger  time.Duration
 }
 
 // ErrDisagree is returned when the client's and the server's counts differ.
@@ -51,13 +55,21 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	secret := harness.NewSecret()
-	srv, err := harness.StartServer(o.Bin, o.Dir, harness.ServerSpec{Users: o.Users, Secret: secret})
+	mon, err := startMonitor(o)
+	if err != nil {
+		return nil, err
+	}
+	defer mon.Stop()
+	fmt.Fprintf(o.Out, "dashboard: %s (series in %s)\n", mon.URL(), mon.file)
+	srv, err := harness.StartServer(o.Bin, o.Dir, harness.ServerSpec{Users: o.Users, Secret: secret,
+		Extra: []string{"--monitor", mon.Addr()}})
 	if err != nil {
 		return nil, err
 	}
 	defer srv.Stop(10 * time.Second)
 	fmt.Fprintf(o.Out, "server on %s (admin http://%s), logs in %s\n", srv.Addr, srv.Admin.Base[len("http://"):], o.Dir)
-	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Users, QPS: o.QPS, Ramp: o.Ramp, Duration: o.Duration, Secret: secret})
+	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Users, QPS: o.QPS, Ramp: o.Ramp, Duration: o.Duration, Secret: secret,
+		Extra: []string{"--monitor", mon.Addr(), "--name", "load"}})
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +137,7 @@ loop:
 		res.Campaign = *camp
 	}
 	agree := printTable(o.Out, o, res)
+	mon.finish(ctx, o)
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()

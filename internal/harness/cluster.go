@@ -75,7 +75,8 @@ type LoadSpec struct {
 	Ramp     int
 	Duration time.Duration
 	Secret   string
-	Name     string // log file name (default "load")
+	Name     string   // log file name (default "load")
+	Extra    []string // more flags
 }
 
 // LoadProc is a running load client with its admin client.
@@ -98,6 +99,7 @@ func StartLoad(bin, dir string, spec LoadSpec) (*LoadProc, error) {
 	args := []string{"load", "--addr", spec.Addr, "--users", strconv.Itoa(spec.Users),
 		"--qps", strconv.Itoa(spec.QPS), "--ramp", strconv.Itoa(spec.Ramp),
 		"--duration", spec.Duration.String(), "--secret", spec.Secret, "--admin", admin, "--json"}
+	args = append(args, spec.Extra...)
 	logPath := filepath.Join(dir, spec.Name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 //	GET /healthz         "ok"
 func (c *Client) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	c.mountObservability(mux) // /metrics, /debug/pprof (observe.go)
 	mux.HandleFunc("GET /qps", c.handleQPS)
 	mux.HandleFunc("POST /qps", c.handleQPS)
 	mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) {

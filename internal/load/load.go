@@ -52,6 +52,8 @@ type Options struct {
 	Sources  []netip.Addr  // source addresses to spread connections over (nil = auto)
 	Loops    int           // event loops (0 = GOMAXPROCS-1, at least 1: see defaultLoops)
 	Log      io.Writer     // one line per second (nil = none)
+	Monitor  string        // push a sample every second to this `hongbao monitor` ("" = none)
+	Name     string        // this process's name at the monitor (default "load-FROM-TO")
 }
 
 // DefaultTimeout is the request timeout when Options.Timeout is zero.
@@ -137,6 +139,7 @@ type Client struct {
 	last      Counts
 	recordSec atomic.Bool
 	histMax   int64
+	mon       *monitorState // per-second samples to a monitor (observe.go)
 
 	adminLn   net.Listener
 	adminSrv  *http.Server
@@ -346,6 +349,8 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 	start := time.Now()
 	c.epochNs = start.UnixNano()
 	c.phase.Store(phaseRamp)
+	c.startMonitor()
+	defer c.stopMonitor()
 
 	cli, err := gnet.NewClient(&handler{c: c},
 		gnet.WithNumEventLoop(c.loopsN),

@@ -12,6 +12,7 @@ import (
 // method of the Server and writes its result as JSON.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
+	s.mountObservability(mux) // /metrics, /debug/pprof (observe.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if s.draining.Load() {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)

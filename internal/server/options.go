@@ -45,6 +45,10 @@ type Options struct {
 	MinShareCents  uint32
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Monitor is the address of a `hongbao monitor` to push a sample to
+	// every second ("" = none); Name is this process's name there
+	// (default "server").
+	Monitor, Name string
 	// Now is the clock (tests may replace it).
 	Now func() time.Time
 }
@@ -99,6 +103,9 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Name == "" {
+		o.Name = "server"
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -50,6 +50,7 @@ type Server struct {
 	sec      atomic.Uint64 // coarse clock, Unix seconds, for frame stamps and admission
 	draining atomic.Bool
 	rater    rater
+	mon      *monitorState // per-second samples to a monitor (observe.go)
 
 	admin   *http.Server
 	adminLn net.Listener
@@ -124,6 +125,7 @@ func New(opts Options) (*Server, error) {
 
 // Start listens and serves in the background until Shutdown.
 func (s *Server) Start(ctx context.Context) error {
+	s.startMonitor()
 	if s.opts.Admin != "" {
 		ln, err := net.Listen("tcp", s.opts.Admin)
 		if err != nil {
@@ -202,8 +204,9 @@ func (s *Server) ticker() {
 		s.groups.expire(now)
 		if sec != lastSec {
 			lastSec = sec
-			tot, _ := s.totals()
+			tot, conns := s.totals()
 			s.rater.tick(now, tot)
+			s.monitorTick(now.Unix()-1, tot, conns)
 		}
 	}
 }
@@ -240,6 +243,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.opts.Logger.Error("closing the ledger", "err", e)
 		}
 	}
+	s.stopMonitor()
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -1,0 +1,117 @@
+// Package monitor is `hongbao monitor`: it receives the per-second samples
+// that servers and load clients push (package sample), merges them by
+// second, keeps the series in memory, appends it to an NDJSON file, and
+// serves a live dashboard and the series as JSON.
+//
+// Merging: second t is closed Grace after it ends (t+1+Grace by the
+// monitor's clock), so that processes whose samples travel late still land
+// in their own second. Every process known at that time that sent nothing
+// for t is listed in the second's Missing: its figures are absent, not
+// zero. A sample that arrives after its second was closed amends it (the
+// second is merged again, lists the process in Late, and is appended to the
+// file once more; readers keep the last record of each second).
+package monitor
+
+import (
+	"sort"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"hongbao/internal/sample"
+)
+
+// Second is the merge of every process's sample for one Unix second.
+type Second struct {
+	T int64 `json:"t"`
+	// Server and Client sum the counters (events in the second) and gauges
+	// (levels at its end) of the server processes and of the load clients.
+	Server map[string]float64 `json:"server"`
+	Client map[string]float64 `json:"client"`
+	// Latency merges the load clients' histograms exactly (µs).
+	Latency *sample.Latency `json:"latency,omitempty"`
+	// Phase is the load clients' phase (the furthest along when they differ).
+	Phase string        `json:"phase,omitempty"`
+	Procs []ProcSecond  `json:"procs"`
+	Net   sample.NetDev `json:"net"` // the machines' traffic (each host counted once)
+	// Missing lists the processes expected in this second that sent nothing.
+	Missing []string `json:"missing,omitempty"`
+	// Late lists the processes whose sample came after the second closed.
+	Late []string `json:"late,omitempty"`
+}
+
+// ProcSecond is one process's part of a second.
+type ProcSecond struct {
+	Name     string             `json:"name"`
+	Kind     string             `json:"kind"`
+	Pid      int                `json:"pid"`
+	Counters map[string]uint64  `json:"counters,omitempty"`
+	Gauges   map[string]float64 `json:"gauges,omitempty"`
+	sample.ProcStats
+}
+
+var phaseOrder = map[string]int{"idle": 0, "ramp": 1, "load": 2, "drain": 3, "done": 4}
+
+// merge builds second t from its samples; expected are the processes that
+// should have sent one, late those whose sample came after the close.
+func merge(t int64, samples map[string]sample.Sample, expected []string, late map[string]bool) Second {
+	s := Second{T: t, Server: map[string]float64{}, Client: map[string]float64{}, Procs: []ProcSecond{}}
+	names := make([]string, 0, len(samples))
+	for n := range samples {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var hist *hdrhistogram.Histogram
+	hosts := map[string]sample.NetDev{}
+	for _, n := range names {
+		smp := samples[n]
+		dst := s.Client
+		if smp.Kind == sample.KindServer {
+			dst = s.Server
+		}
+		for k, v := range smp.Counters {
+			dst[k] += float64(v)
+		}
+		for k, v := range smp.Gauges {
+			dst[k] += v
+		}
+		if smp.Latency != nil {
+			if h, err := smp.Latency.Decode(); err == nil {
+				if hist == nil {
+					hist = h
+				} else {
+					hist.Merge(h)
+				}
+			}
+		}
+		if smp.Phase != "" && (s.Phase == "" || phaseOrder[smp.Phase] > phaseOrder[s.Phase]) {
+			s.Phase = smp.Phase
+		}
+		// Processes on one host read the same /proc/net/dev: count it once
+		// (the largest reading, in case their seconds are cut differently).
+		h := hosts[smp.Host]
+		h.RxBytes, h.TxBytes = max(h.RxBytes, smp.Net.RxBytes), max(h.TxBytes, smp.Net.TxBytes)
+		h.RxPackets, h.TxPackets = max(h.RxPackets, smp.Net.RxPackets), max(h.TxPackets, smp.Net.TxPackets)
+		hosts[smp.Host] = h
+		s.Procs = append(s.Procs, ProcSecond{Name: n, Kind: smp.Kind, Pid: smp.Pid,
+			Counters: smp.Counters, Gauges: smp.Gauges, ProcStats: smp.Process})
+		if late[n] {
+			s.Late = append(s.Late, n)
+		}
+	}
+	for _, h := range hosts {
+		s.Net.RxBytes += h.RxBytes
+		s.Net.TxBytes += h.TxBytes
+		s.Net.RxPackets += h.RxPackets
+		s.Net.TxPackets += h.TxPackets
+	}
+	if hist != nil {
+		s.Latency = sample.SummaryOf(hist)
+	}
+	for _, n := range expected {
+		if _, ok := samples[n]; !ok {
+			s.Missing = append(s.Missing, n)
+		}
+	}
+	sort.Strings(s.Missing)
+	return s
+}

@@ -1,0 +1,132 @@
+package plot
+
+import (
+	"bytes"
+	"encoding/json"
+	"html"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hongbao/internal/monitor"
+	"hongbao/internal/sample"
+)
+
+// recording writes a series like one `hongbao monitor` records: a ramp,
+// a load and a drain, a server and two clients, one second with a client
+// missing and one second amended later (written twice).
+func recording(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "series.ndjson")
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	T := int64(1_800_000_000)
+	for i := range 30 {
+		phase := "load"
+		switch {
+		case i < 3:
+			phase = "ramp"
+		case i >= 27:
+			phase = "drain"
+		}
+		rate := 0.0
+		if phase == "load" {
+			rate = 5000
+		}
+		s := monitor.Second{T: T + int64(i), Phase: phase,
+			Server: map[string]float64{"shakes": rate, "got": 200, "none": rate - 200, "issued": 200,
+				"issued_cents": 20000, "granted_cents": 19000, "connections": 10000, "waiting": 3},
+			Client:  map[string]float64{"sent": rate, "got": 200, "amount_cents": 19000, "connections": 10000, "timeouts": 0},
+			Latency: &sample.Latency{Count: uint64(rate), P50: 400, P99: 2000, P999: 5000},
+			Net:     sample.NetDev{RxBytes: 1e6, TxBytes: 1e6, RxPackets: 1e4, TxPackets: 1e4},
+		}
+		for _, p := range []string{"server", "load-1", "load-2"} {
+			if i == 10 && p == "load-2" {
+				s.Missing = []string{"load-2"}
+				continue
+			}
+			s.Procs = append(s.Procs, monitor.ProcSecond{Name: p, Kind: "x", ProcStats: sample.ProcStats{CPU: 0.3, RSS: 50 << 20, Goroutines: 10}})
+		}
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An amendment of second 5 (a late sample) comes at the end.
+	if err := enc.Encode(monitor.Second{T: T + 5, Phase: "load", Server: map[string]float64{"shakes": 5001}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestRenderWritesPNGsAndReport(t *testing.T) {
+	file := recording(t)
+	dir := filepath.Join(t.TempDir(), "out")
+	out, err := Render(file, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.PNGs) != len(Charts) {
+		t.Fatalf("%d PNGs, want %d", len(out.PNGs), len(Charts))
+	}
+	for _, p := range out.PNGs {
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 200 {
+			t.Errorf("%s is %v", p, b)
+		}
+		if st, _ := os.Stat(p); st.Size() < 5000 {
+			t.Errorf("%s is only %d bytes", p, st.Size())
+		}
+	}
+	rep, err := os.ReadFile(out.Report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := html.UnescapeString(string(rep))
+	if n := strings.Count(r, `src="data:image/png;base64,`); n != len(Charts) {
+		t.Errorf("report embeds %d PNGs, want %d", n, len(Charts))
+	}
+	if strings.Contains(r, `src="http`) {
+		t.Error("report loads something from outside")
+	}
+	secs, _ := monitor.ReadFile(file)
+	for _, s := range AllSeries(secs) {
+		if !strings.Contains(r, "<td>"+s.Name+"</td>") {
+			t.Errorf("report's table lacks series %q", s.Name)
+		}
+	}
+	for _, want := range []string{"load-1 CPU", "load-2 RSS", "server CPU", "client shakes sent", "server shakes answered",
+		"packets issued (server)", "packets received (clients)", "latency p99", "server connections", "t+10: load-2"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	// The amended second replaced the first record of it.
+	for _, st := range out.Stats {
+		if st.Name == "server shakes answered" && st.Max != 5001 {
+			t.Errorf("amendment not applied: max %v", st.Max)
+		}
+	}
+}
+
+func TestRenderRefusesEmptyFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "empty.ndjson")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(p, t.TempDir()); err == nil {
+		t.Fatal("no error for an empty series")
+	}
+}
