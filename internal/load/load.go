@@ -32,6 +32,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"hongbao/internal/limits"
+	"hongbao/internal/procstat"
 	"hongbao/internal/proto"
 	"hongbao/internal/schedule"
 )
@@ -102,6 +103,7 @@ const (
 // SetQPS and AdminAddr are safe from any goroutine.
 type Client struct {
 	o        Options
+	baseRSS  int64 // resident bytes before any per-user state, for bytes per connection
 	log      *slog.Logger
 	from, to uint32
 	users    []user
@@ -180,6 +182,7 @@ func New(o Options) (*Client, error) {
 		return nil, fmt.Errorf("load: resolve server address %q: %w", o.Addr, err)
 	}
 	count := int(o.To - o.From + 1)
+	base, _ := procstat.Read(0)
 	loops := o.Loops
 	if loops == 0 {
 		loops = defaultLoops(runtime.GOMAXPROCS(0))
@@ -189,6 +192,7 @@ func New(o Options) (*Client, error) {
 	}
 	c := &Client{
 		o:        o,
+		baseRSS:  base.RSS,
 		log:      slog.Default().With("component", "load"),
 		from:     o.From,
 		to:       o.To,

@@ -146,6 +146,9 @@ type Summary struct {
 	LatencyUS      Latency           `json:"latency_us"`
 	Seconds        []Second          `json:"seconds"`
 	Interrupted    bool              `json:"interrupted"` // ctx ended the run before Duration
+	// RSSBaseBytes is the process's resident memory before it built any
+	// per-user state: what the process costs with no connection.
+	RSSBaseBytes int64 `json:"rss_base_bytes"`
 }
 
 // totals sums all counters.
@@ -278,6 +281,7 @@ func (c *Client) summary(connected int, connectSeconds, loadSeconds float64, int
 		ClosedByServer: c.reasonsCopy(),
 		LoadSeconds:    loadSeconds,
 		Interrupted:    interrupted,
+		RSSBaseBytes:   c.baseRSS,
 	}
 	if loadSeconds > 0 {
 		s.AchievedQPS = float64(s.Sent) / loadSeconds
