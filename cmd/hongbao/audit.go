@@ -68,9 +68,7 @@ func runAudit(ctx context.Context, args []string) error {
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := printJSON(rep); err != nil {
 			return err
 		}
 	} else {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -78,9 +77,7 @@ func runBench(ctx context.Context, args []string) error {
 	if cost > 0 {
 		rep, err := bench.MonitorCost(ctx, o, cost)
 		if rep != nil {
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "  ")
-			if e := enc.Encode(rep); e != nil {
+			if e := printJSON(rep); e != nil {
 				return e
 			}
 		}
@@ -91,9 +88,7 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	rep, err := bench.Run(ctx, o)
 	if rep != nil {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if e := enc.Encode(rep); e != nil {
+		if e := printJSON(rep); e != nil {
 			return e
 		}
 	}

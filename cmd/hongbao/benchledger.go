@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -40,9 +39,7 @@ func runBenchLedger(ctx context.Context, args []string) error {
 	o.Log = os.Stderr
 	rep, err := bench.RunLedger(ctx, o)
 	if rep != nil {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if e := enc.Encode(rep); e != nil {
+		if e := printJSON(rep); e != nil {
 			return e
 		}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -107,4 +108,12 @@ func (c *command) parse(args []string) error {
 // usageErr reports a bad flag value found after parsing.
 func (c *command) usageErr(format string, a ...any) error {
 	return fmt.Errorf("%w: %s: %s (see 'hongbao %s --help')", errUsage, c.name, fmt.Sprintf(format, a...), c.name)
+}
+
+// printJSON writes a command's report to stdout as indented JSON, the
+// format other tools read.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
