@@ -27,7 +27,7 @@ type Options struct {
 	Budget int
 	// Users, if non-zero, is the number of users: ids outside 1..Users are refused.
 	Users uint32
-	// Loops is the number of event loops (0: one per CPU).
+	// Loops is the number of event loops (0: one per CPU but one, at least one).
 	Loops int
 	// AmountMin and AmountMax are the amount range, in cents, of packets in
 	// campaigns started through the classic /yaohongbao endpoint.

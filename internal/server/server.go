@@ -78,7 +78,12 @@ func New(opts Options) (*Server, error) {
 	}
 	n := opts.Loops
 	if n == 0 {
-		n = runtime.GOMAXPROCS(0)
+		// One P is left to the ticker, the ledger's writer and the admin
+		// API: a gnet loop keeps its P while it waits in epoll_wait, and
+		// with a loop on every P those goroutines wait for sysmon to take
+		// one back. On 2 cores one loop also cost less CPU per request
+		// (fewer wake-ups) than two.
+		n = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	opts.Loops = n
 	s := &Server{
