@@ -28,6 +28,7 @@ func runMonitor(ctx context.Context, args []string) error {
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.File, "out", "hongbao-series.ndjson", "append every merged second to this NDJSON file (\"\" for none); plot it with 'hongbao plot'")
+		fs.StringVar(&o.CSV, "csv", "", "also append the merged series to this CSV file: one row per second, a fixed header (a row is written once its second can no longer be amended, and the rest at exit)")
 	})
 	if err := c.parse(args); err != nil {
 		return err
@@ -41,6 +42,9 @@ func runMonitor(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("monitor: dashboard %s  series %s\n", m.URL(), o.File)
+	if o.CSV != "" {
+		fmt.Printf("monitor: CSV %s\n", o.CSV)
+	}
 	<-ctx.Done()
 	return m.Stop()
 }

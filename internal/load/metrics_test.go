@@ -7,6 +7,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"hongbao/internal/proto"
+	"hongbao/internal/sample"
 )
 
 // TestClientMetrics scrapes the load client's /metrics during a run and
@@ -33,7 +36,8 @@ func TestClientMetrics(t *testing.T) {
 	}
 	for name, typ := range map[string]string{
 		"hongbao_client_shakes_sent_total": "COUNTER", "hongbao_client_answers_total": "COUNTER",
-		"hongbao_client_received_cents_total": "COUNTER", "hongbao_client_timeouts_total": "COUNTER",
+		"hongbao_client_received_cents_total": "COUNTER", "hongbao_client_pushes_total": "COUNTER",
+		"hongbao_client_opens_total": "COUNTER", "hongbao_client_opened_cents_total": "COUNTER", "hongbao_client_timeouts_total": "COUNTER",
 		"hongbao_client_errors_total": "COUNTER", "hongbao_client_logins_total": "COUNTER",
 		"hongbao_client_connections": "GAUGE", "hongbao_client_in_flight": "GAUGE",
 		"hongbao_client_latency_seconds": "HISTOGRAM", "go_goroutines": "GAUGE", "process_cpu_seconds_total": "COUNTER",
@@ -56,4 +60,31 @@ func TestClientMetrics(t *testing.T) {
 		t.Errorf("connections %v, want 100", v)
 	}
 	checkBalance(t, <-done)
+}
+
+// TestSampleCountersVocabulary: every counter of a client sample is a
+// column of the monitor's CSV (sample.ClientCounters), the group-packet
+// ones included, and so are the closes by the server by reason.
+func TestSampleCountersVocabulary(t *testing.T) {
+	known := map[string]bool{}
+	for _, k := range sample.ClientCounters() {
+		known[k] = true
+	}
+	c := sampleCounters(Counts{Pushes: 3, Opens: 2, OpenedAmount: 250})
+	for k := range c {
+		if !known[k] {
+			t.Errorf("counter %q is not in sample.ClientCounters", k)
+		}
+	}
+	if c["pushes"] != 3 || c["opens"] != 2 || c["opened_cents"] != 250 {
+		t.Errorf("group counters %v", c)
+	}
+	for r := proto.Reason(1); r < proto.NumReasons; r++ {
+		if k := sample.ClosedByServerKey(r.String()); !known[k] {
+			t.Errorf("%q is not in sample.ClientCounters", k)
+		}
+	}
+	if k := sample.ClosedByServerKey(proto.ReasonShutdown.String()); k != "closed_by_server_server_shutting_down" {
+		t.Errorf("key %q", k)
+	}
 }

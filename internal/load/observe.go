@@ -3,9 +3,7 @@ package load
 import (
 	"net/http"
 	"os"
-	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,8 +47,6 @@ func (c *Client) name() string {
 	return "load-" + strconv.FormatUint(uint64(c.from), 10) + "-" + strconv.FormatUint(uint64(c.to), 10)
 }
 
-var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
-
 // monitorSecond pushes second t: d are its counts, h its latency histogram.
 func (c *Client) monitorSecond(t int64, d Counts, h *hdrhistogram.Histogram) {
 	m := c.mon
@@ -58,16 +54,10 @@ func (c *Client) monitorSecond(t int64, d Counts, h *hdrhistogram.Histogram) {
 		return
 	}
 	ps, nd := m.meter.Read()
-	counters := map[string]uint64{
-		"sent": d.Sent, "answered": d.Answered, "got": d.Got, "none": d.None, "all_taken": d.AllTaken,
-		"overloaded": d.Overloaded, "amount_cents": d.Amount, "errors": d.Errors, "timeouts": d.Timeouts,
-		"late": d.Late, "skipped_offline": d.SkippedOffline, "disconnects": d.Disconnects,
-		"reconnects": d.Reconnects, "logins": d.Logins, "dial_errors": d.DialErrors,
-		"pushes": d.Pushes, "opens": d.Opens,
-	}
+	counters := sampleCounters(d)
 	for r, n := range c.reasonsCopy() {
 		if dn := n - m.reasons[r]; dn > 0 {
-			counters["closed_by_server_"+strings.Trim(nonWord.ReplaceAllString(strings.ToLower(r), "_"), "_")] = dn
+			counters[sample.ClosedByServerKey(r)] = dn
 		}
 		m.reasons[r] = n
 	}
@@ -79,6 +69,19 @@ func (c *Client) monitorSecond(t int64, d Counts, h *hdrhistogram.Histogram) {
 		Latency: sample.LatencyOf(h),
 		Process: ps, Net: nd,
 	})
+}
+
+// sampleCounters are the counters of a second whose counts are d (the
+// closes by the server by reason are added apart). The keys are in
+// sample.ClientCounters.
+func sampleCounters(d Counts) map[string]uint64 {
+	return map[string]uint64{
+		"sent": d.Sent, "answered": d.Answered, "got": d.Got, "none": d.None, "all_taken": d.AllTaken,
+		"overloaded": d.Overloaded, "amount_cents": d.Amount, "errors": d.Errors, "timeouts": d.Timeouts,
+		"late": d.Late, "skipped_offline": d.SkippedOffline, "disconnects": d.Disconnects,
+		"reconnects": d.Reconnects, "logins": d.Logins, "dial_errors": d.DialErrors,
+		"pushes": d.Pushes, "opens": d.Opens, "opened_cents": d.OpenedAmount,
+	}
 }
 
 // latencyBuckets are the upper bounds, in seconds, of the client latency
@@ -104,6 +107,9 @@ func (c *Client) mountObservability(mux *http.ServeMux) {
 					emit(float64(t.Overloaded), "overloaded")
 				}),
 			obs.Counter("hongbao_client_received_cents_total", "Money received in shake packets, in cents.", tot(func(t Counts) uint64 { return t.Amount })),
+			obs.Counter("hongbao_client_pushes_total", "Group packets pushed to the client's users.", tot(func(t Counts) uint64 { return t.Pushes })),
+			obs.Counter("hongbao_client_opens_total", "Group packet open answers received.", tot(func(t Counts) uint64 { return t.Opens })),
+			obs.Counter("hongbao_client_opened_cents_total", "Money received by opening group packets, in cents.", tot(func(t Counts) uint64 { return t.OpenedAmount })),
 			obs.Counter("hongbao_client_timeouts_total", "Shakes unanswered within the timeout.", tot(func(t Counts) uint64 { return t.Timeouts })),
 			obs.Counter("hongbao_client_errors_total", "Dial, login and protocol errors.", tot(func(t Counts) uint64 { return t.Errors })),
 			obs.Counter("hongbao_client_logins_total", "Successful logins.", tot(func(t Counts) uint64 { return t.Logins })),

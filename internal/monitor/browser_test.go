@@ -34,7 +34,8 @@ func chromium(t *testing.T) string {
 func TestDashboardInHeadlessChromium(t *testing.T) {
 	t.Parallel()
 	bin := chromium(t)
-	l := startLive(t, 400, 800, 6*time.Second)
+	// The load outlasts a cold start of chromium; the cleanup cancels it.
+	l := startLive(t, 400, 800, 30*time.Second)
 	// Wait until the monitor has closed a couple of seconds of load.
 	deadline := time.Now().Add(20 * time.Second)
 	for {

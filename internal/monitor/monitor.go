@@ -8,6 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hongbao/internal/sample"
@@ -25,7 +26,9 @@ type Options struct {
 	// six hours; the file has them all).
 	Keep int
 	// File, if set, receives every closed second as one JSON line.
-	File   string
+	File string
+	// CSV, if set, receives every second as one CSV row (csv.go).
+	CSV    string
 	Logger *slog.Logger
 	// Now is the clock (tests replace it).
 	Now func() time.Time
@@ -60,9 +63,11 @@ type Monitor struct {
 	received uint64
 	file     *os.File
 	w        *bufio.Writer
+	csv      *csvOut
 
-	stop chan struct{}
-	done chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	started atomic.Bool // Start was called: Close waits for its loop
 }
 
 // amendable is how many closed seconds keep their raw samples for late arrivals.
@@ -96,11 +101,22 @@ func New(o Options) (*Monitor, error) {
 		}
 		m.file, m.w = f, bufio.NewWriter(f)
 	}
+	if o.CSV != "" {
+		c, err := openCSV(o.CSV)
+		if err != nil {
+			if m.file != nil {
+				m.file.Close()
+			}
+			return nil, err
+		}
+		m.csv = c
+	}
 	return m, nil
 }
 
 // Start closes seconds as their grace passes, until Close.
 func (m *Monitor) Start() {
+	m.started.Store(true)
 	go func() {
 		defer close(m.done)
 		t := time.NewTicker(100 * time.Millisecond)
@@ -122,15 +138,24 @@ func (m *Monitor) Close() error {
 	case <-m.stop:
 	default:
 		close(m.stop)
-		<-m.done
+		if m.started.Load() {
+			<-m.done
+		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closeUpTo(m.maxPending())
-	if m.file == nil {
-		return nil
+	var err error
+	if m.csv != nil {
+		err = m.csv.close()
+		m.csv = nil
 	}
-	err := m.w.Flush()
+	if m.file == nil {
+		return err
+	}
+	if e := m.w.Flush(); err == nil {
+		err = e
+	}
 	if e := m.file.Close(); err == nil {
 		err = e
 	}
@@ -196,6 +221,9 @@ func (m *Monitor) amend(s sample.Sample) {
 		m.series[i] = sec
 	}
 	m.write(sec)
+	if m.csv != nil {
+		m.csv.amend(sec)
+	}
 }
 
 // Tick closes the seconds whose grace has passed; Start calls it ten times
@@ -263,7 +291,16 @@ func (m *Monitor) closeUpTo(t int64) {
 		m.index[s] = len(m.series)
 		m.series = append(m.series, sec)
 		m.write(sec)
+		if m.csv != nil {
+			m.csv.add(sec)
+		}
 		m.closedTo = s
+	}
+	if m.csv != nil {
+		// Seconds past amending (their raw samples are gone) are final.
+		if err := m.csv.writeUpTo(m.closedTo - amendable); err != nil {
+			m.o.Logger.Error("monitor: writing the CSV", "err", err)
+		}
 	}
 	if over := len(m.series) - m.o.Keep; over > 0 {
 		for _, s := range m.series[:over] {

@@ -40,8 +40,8 @@ type Chart struct {
 // phases, packets, connections, latency; then amounts, CPU, memory, network).
 var Charts = []Chart{
 	{"rate", "Shakes per second (phases shaded)", "per second"},
-	{"packets", "Packets issued and received per second", "packets/s"},
-	{"amounts", "Amounts issued and received per second", "cents/s"},
+	{"packets", "Packets issued and received per second (shake and group)", "packets/s"},
+	{"amounts", "Amounts issued and received per second (shake and group)", "cents/s"},
 	{"connections", "Connections", "connections"},
 	{"latency", "Client latency (merged over clients)", "ms"},
 	{"cpu", "CPU per process", "cores"},
@@ -81,6 +81,16 @@ func fixedSeries() []Series {
 		{"amounts", "cents issued (server)", "¢/s", srv("issued_cents")},
 		{"amounts", "cents granted (server)", "¢/s", srv("granted_cents")},
 		{"amounts", "cents received (clients)", "¢/s", cli("amount_cents")},
+		{"packets", "group packets sent (server)", "/s", srv("group_sent")},
+		{"packets", "group shares granted (server)", "/s", srv("group_shares")},
+		{"packets", "group refunds (server)", "/s", srv("group_refunds")},
+		{"packets", "group pushes sent (server)", "/s", srv("group_pushes")},
+		{"packets", "group pushes received (clients)", "/s", cli("pushes")},
+		{"packets", "group opens (clients)", "/s", cli("opens")},
+		{"amounts", "group cents sent (server)", "¢/s", srv("group_sent_cents")},
+		{"amounts", "group cents granted (server)", "¢/s", srv("group_shares_cents")},
+		{"amounts", "group cents refunded (server)", "¢/s", srv("group_refunded_cents")},
+		{"amounts", "group cents opened (clients)", "¢/s", cli("opened_cents")},
 		{"connections", "server connections", "", srv("connections")},
 		{"connections", "client connections", "", cli("connections")},
 		{"latency", "latency p50", "ms", lat(func(p50, _, _ float64) float64 { return p50 })},
@@ -284,7 +294,8 @@ func phaseBands(secs []monitor.Second, t0 int64, top float64) []plot.Plotter {
 
 func plotColor(i int) color.Color {
 	pal := []color.RGBA{{192, 57, 43, 255}, {41, 128, 185, 255}, {39, 174, 96, 255}, {142, 68, 173, 255},
-		{211, 84, 0, 255}, {22, 160, 133, 255}, {127, 140, 141, 255}, {44, 62, 80, 255}}
+		{211, 84, 0, 255}, {22, 160, 133, 255}, {127, 140, 141, 255}, {44, 62, 80, 255},
+		{241, 196, 15, 255}, {232, 67, 147, 255}, {0, 0, 0, 255}, {120, 80, 40, 255}}
 	return pal[i%len(pal)]
 }
 

@@ -37,8 +37,11 @@ func recording(t *testing.T) string {
 		}
 		s := monitor.Second{T: T + int64(i), Phase: phase,
 			Server: map[string]float64{"shakes": rate, "got": 200, "none": rate - 200, "issued": 200,
-				"issued_cents": 20000, "granted_cents": 19000, "connections": 10000, "waiting": 3},
-			Client:  map[string]float64{"sent": rate, "got": 200, "amount_cents": 19000, "connections": 10000, "timeouts": 0},
+				"issued_cents": 20000, "granted_cents": 19000, "connections": 10000, "waiting": 3,
+				"group_sent": 5, "group_sent_cents": 1500, "group_shares": 12, "group_shares_cents": 1400,
+				"group_refunds": 1, "group_refunded_cents": 100, "group_pushes": 15},
+			Client: map[string]float64{"sent": rate, "got": 200, "amount_cents": 19000, "connections": 10000, "timeouts": 0,
+				"pushes": 15, "opens": 12, "opened_cents": 1400},
 			Latency: &sample.Latency{Count: uint64(rate), P50: 400, P99: 2000, P999: 5000},
 			Net:     sample.NetDev{RxBytes: 1e6, TxBytes: 1e6, RxPackets: 1e4, TxPackets: 1e4},
 		}
@@ -108,13 +111,20 @@ func TestRenderWritesPNGsAndReport(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"load-1 CPU", "load-2 RSS", "server CPU", "client shakes sent", "server shakes answered",
-		"packets issued (server)", "packets received (clients)", "latency p99", "server connections", "t+10: load-2"} {
+		"packets issued (server)", "packets received (clients)", "latency p99", "server connections", "t+10: load-2",
+		"group packets sent (server)", "group shares granted (server)", "group refunds (server)", "group pushes sent (server)",
+		"group pushes received (clients)", "group opens (clients)", "group cents sent (server)", "group cents granted (server)",
+		"group cents refunded (server)", "group cents opened (clients)"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-	// The amended second replaced the first record of it.
+	// The amended second replaced the first record of it; the group
+	// series were plotted.
 	for _, st := range out.Stats {
+		if st.Name == "group cents opened (clients)" && (st.Points != 29 || st.Max != 1400) {
+			t.Errorf("group cents opened: %+v", st)
+		}
 		if st.Name == "server shakes answered" && st.Max != 5001 {
 			t.Errorf("amendment not applied: max %v", st.Max)
 		}

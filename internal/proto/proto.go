@@ -149,6 +149,36 @@ var reasonText = [...]string{
 	ReasonSlowReader:     "client does not read its answers",
 }
 
+// NumReasons is one past the highest Reason: reasons are dense from 0.
+const NumReasons = 15
+
+var reasonName = [NumReasons]string{
+	ReasonNone:           "none",
+	ReasonBadLength:      "bad_length",
+	ReasonUnknownCommand: "unknown_command",
+	ReasonBadPayload:     "bad_payload",
+	ReasonNotLoggedIn:    "not_logged_in",
+	ReasonBadToken:       "bad_token",
+	ReasonTokenExpired:   "token_expired",
+	ReasonTokenOtherUser: "token_other_user",
+	ReasonClassicRefused: "classic_refused",
+	ReasonAlreadyLogged:  "already_logged_in",
+	ReasonReplaced:       "replaced",
+	ReasonShutdown:       "shutdown",
+	ReasonBadUser:        "bad_user",
+	ReasonNotForClient:   "not_for_client",
+	ReasonSlowReader:     "slow_reader",
+}
+
+// Name is the reason's short snake_case name, for metric labels and
+// counter keys ("reason_N" for a reason this build does not know).
+func (r Reason) Name() string {
+	if int(r) < len(reasonName) {
+		return reasonName[r]
+	}
+	return fmt.Sprintf("reason_%d", uint32(r))
+}
+
 func (r Reason) String() string {
 	if int(r) < len(reasonText) {
 		return reasonText[r]

@@ -381,3 +381,17 @@ func TestParseVariableAllocatesNothing(t *testing.T) {
 		t.Fatalf("Parse allocates %v per frame", n)
 	}
 }
+
+func TestReasonNamesAreDenseAndDistinct(t *testing.T) {
+	seen := map[string]bool{}
+	for r := proto.Reason(0); r < proto.NumReasons; r++ {
+		n := r.Name()
+		if n == "" || seen[n] || strings.ContainsAny(n, " -;") || strings.HasPrefix(r.String(), "reason(") {
+			t.Errorf("reason %d: name %q empty, repeated or not snake_case, or no text", r, n)
+		}
+		seen[n] = true
+	}
+	if n := proto.Reason(proto.NumReasons).Name(); n != "reason_15" {
+		t.Errorf("unknown reason named %q", n)
+	}
+}

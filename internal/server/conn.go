@@ -25,6 +25,10 @@ type session struct {
 	set     *set // nil until login
 	user    uint32
 	classic bool
+	// why is the reason the server gave when it decided to close the
+	// connection (event-loop owned; ReasonNone when it did not): OnClose
+	// counts the close by it.
+	why proto.Reason
 	// inflight counts this session's answers queued behind the ledger and
 	// not yet written (event-loop owned). While it is non-zero every later
 	// answer, immediate or not, is queued behind them too: the ledger
@@ -63,9 +67,16 @@ func (ss *session) replyLater(frame []byte, failField int, failValue uint32) *du
 	return &durableReply{ss: ss, frame: frame, failOff: off, failValue: failValue}
 }
 
-// closeWith sends frame and closes the connection; safe from any goroutine.
-func (ss *session) closeWith(frame []byte) {
-	_ = ss.conn.AsyncWrite(frame, func(c gnet.Conn, _ error) error { return c.Close() })
+// closeWith sends frame and closes the connection for reason why; safe
+// from any goroutine.
+func (ss *session) closeWith(frame []byte, why proto.Reason) {
+	_ = ss.conn.AsyncWrite(frame, func(c gnet.Conn, err error) error {
+		// On the connection's loop: the close, and OnClose, follow.
+		if err == nil && ss.why == proto.ReasonNone {
+			ss.why = why
+		}
+		return c.Close()
+	})
 }
 
 // handler adapts the Server to gnet's event callbacks, which run on the
@@ -93,14 +104,16 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l := s.loopFor(c.EventLoop())
 	l.counters.opened.Add(1)
 	l.counters.conns.Add(1)
-	c.SetContext(newSession(c, l))
+	ss := newSession(c, l)
+	c.SetContext(ss)
 	if s.draining.Load() {
+		ss.why = proto.ReasonShutdown
 		return proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0), gnet.Close
 	}
 	return nil, gnet.None
 }
 
-func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
+func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	ss, ok := c.Context().(*session)
 	if !ok {
 		return gnet.None
@@ -108,8 +121,10 @@ func (h *handler) OnClose(c gnet.Conn, _ error) gnet.Action {
 	if ss.set != nil {
 		ss.set.logout(ss)
 	}
-	ss.loop.counters.conns.Add(-1)
-	ss.loop.counters.closed.Add(1)
+	k := &ss.loop.counters
+	k.conns.Add(-1)
+	k.closed.Add(1)
+	k.disconnects[disconnectIndex(ss.why, err)].Add(1)
 	return gnet.None
 }
 
@@ -156,6 +171,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 			l.counters.errors.Add(1)
 			s.opts.Logger.Debug("closing connection", "user", ss.user, "reason", reason.String(), "cmd", uint16(cause))
 		}
+		ss.why = reason
 		out = proto.AppendError(out, s.sec.Load(), reason, cause)
 		_, _ = c.Write(out)
 		l.out = out[:0]
@@ -167,6 +183,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		if c.OutboundBuffered() > maxOutbound {
 			s.opts.Logger.Warn("closing a client that does not read", "user", ss.user)
 			l.counters.errors.Add(1)
+			ss.why = proto.ReasonSlowReader
 			_, _ = c.Write(proto.AppendError(l.out[:0], s.sec.Load(), proto.ReasonSlowReader, 0))
 			return gnet.Close
 		}
@@ -186,7 +203,7 @@ func (s *Server) handle(ss *session, frame, out []byte) ([]byte, proto.Reason, p
 		return out, r, h.Cmd
 	}
 	l := ss.loop
-	l.counters.requests.Add(1)
+	l.counters.commands[commandIndex(h.Cmd)].Add(1)
 	now := s.sec.Load()
 	switch h.Cmd {
 	case proto.CmdShake:
@@ -267,7 +284,7 @@ func (s *Server) login(ss *session, user uint32, classic bool, now uint64, out [
 	ss.user, ss.classic = user, classic
 	ss.set = &s.sets[int(user)%len(s.sets)]
 	if old := ss.set.login(ss); old != nil {
-		old.closeWith(proto.AppendError(nil, now, proto.ReasonReplaced, cmd))
+		old.closeWith(proto.AppendError(nil, now, proto.ReasonReplaced, cmd), proto.ReasonReplaced)
 	}
 	ss.loop.counters.logins.Add(1)
 	return proto.AppendLoginResp(out, now, user, proto.ResultOK), 0, 0

@@ -83,7 +83,7 @@ type groups struct {
 	// counters
 	sent, opens, grants, refunds atomic.Uint64
 	grantedAmount, refunded      atomic.Uint64
-	fundedAmount                 atomic.Uint64
+	fundedAmount, pushes         atomic.Uint64
 }
 
 const groupShards = 64
@@ -240,6 +240,7 @@ func (g *groups) push(p *gpacket) {
 	var u3 [3]uint32
 	copy(u3[:], p.first)
 	var classic, ours []byte
+	pushed := 0
 	for _, u := range p.first {
 		st := &s.sets[int(u)%len(s.sets)]
 		st.mu.Lock()
@@ -262,8 +263,11 @@ func (g *groups) push(p *gpacket) {
 		}
 		// The frame is only read by the loops' writes, never changed, so
 		// one buffer serves every recipient.
-		_ = ss.conn.AsyncWrite(f, nil)
+		if ss.conn.AsyncWrite(f, nil) == nil {
+			pushed++
+		}
 	}
+	g.pushes.Add(uint64(pushed))
 }
 
 // openResult is the outcome of an open.

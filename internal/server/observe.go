@@ -22,6 +22,7 @@ type monitorState struct {
 	meter       sample.Meter
 	host        string
 	last        Totals
+	lastGroups  GroupStats
 	lastIssued  uint64
 	lastIssuedA uint64
 	paused      atomic.Bool // POST /debug/monitor?paused=1: no samples (for the cost benchmark)
@@ -35,6 +36,7 @@ func (s *Server) startMonitor() {
 	m := &monitorState{pusher: sample.NewPusher(s.opts.Monitor, s.opts.Name, sample.KindServer, s.opts.Logger), host: sample.Hostname()}
 	m.meter.Read() // the CPU, GC and network baselines
 	m.last, _ = s.totals()
+	m.lastGroups = s.groupStats()
 	m.lastIssued, m.lastIssuedA = s.issuedTotals()
 	s.mon = m
 }
@@ -68,8 +70,9 @@ func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 		return
 	}
 	issued, issuedA := s.issuedTotals()
+	gs := s.groupStats()
 	if m.paused.Load() {
-		m.last, m.lastIssued, m.lastIssuedA = t, issued, issuedA
+		m.last, m.lastGroups, m.lastIssued, m.lastIssuedA = t, gs, issued, issuedA
 		return
 	}
 	ps, nd := m.meter.Read()
@@ -82,27 +85,66 @@ func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 	}
 	smp := sample.Sample{
 		Name: s.opts.Name, Kind: sample.KindServer, Pid: os.Getpid(), Host: m.host, T: sec,
-		Counters: map[string]uint64{
-			"requests": d.Requests, "shakes": d.Shakes, "got": d.Got, "none": d.None,
-			"all_taken": d.AllTaken, "overloaded": d.Overloaded, "logins": d.Logins,
-			"errors": d.Errors, "granted_cents": d.GrantedAmount, "accepted": d.Accepted,
-			"closed": d.Closed, "issued": issued - m.lastIssued, "issued_cents": issuedA - m.lastIssuedA,
-		},
+		Counters: sampleCounters(d, gs.sub(m.lastGroups), issued-m.lastIssued, issuedA-m.lastIssuedA),
 		Gauges: map[string]float64{"connections": float64(conns), "online": float64(online), "waiting": float64(waiting),
 			"monitor_dropped_total": float64(m.pusher.Dropped())},
 		Process: ps, Net: nd,
 	}
-	m.last, m.lastIssued, m.lastIssuedA = t, issued, issuedA
+	m.last, m.lastGroups, m.lastIssued, m.lastIssuedA = t, gs, issued, issuedA
 	m.pusher.Push(smp)
 }
+
+// sampleCounters are a second's counters: d, g, issued and issuedA are its
+// differences of the running totals. The keys are sample.ServerCounters.
+func sampleCounters(d Totals, g GroupStats, issued, issuedA uint64) map[string]uint64 {
+	c := map[string]uint64{
+		"requests": d.Requests, "shakes": d.Shakes, "got": d.Got, "none": d.None,
+		"all_taken": d.AllTaken, "overloaded": d.Overloaded, "logins": d.Logins,
+		"errors": d.Errors, "granted_cents": d.GrantedAmount, "accepted": d.Accepted,
+		"closed": d.Closed, "issued": issued, "issued_cents": issuedA,
+		"group_sent": g.Sent, "group_sent_cents": g.FundedAmount, "group_opens": g.Opens,
+		"group_shares": g.Grants, "group_shares_cents": g.GrantedAmount,
+		"group_refunds": g.Refunds, "group_refunded_cents": g.Refunded, "group_pushes": g.Pushes,
+	}
+	for i, name := range commandNames {
+		c["requests_"+name] = d.Commands[i]
+	}
+	for i, name := range disconnectNames {
+		c["disconnects_"+name] = d.Disconnects[i]
+	}
+	return c
+}
+
+// The label values of the by-command and by-reason counters, indexed like
+// counters.commands and counters.disconnects.
+var (
+	commandNames    = sample.ServerCommands
+	disconnectNames = sample.DisconnectReasons()
+)
 
 // mountObservability adds /metrics and /debug/pprof to the admin mux.
 func (s *Server) mountObservability(mux *http.ServeMux) {
 	tot := func(f func(Totals) uint64) func() float64 {
 		return func() float64 { t, _ := s.totals(); return float64(f(t)) }
 	}
+	grp := func(f func(GroupStats) uint64) func() float64 {
+		return func() float64 { return float64(f(s.groupStats())) }
+	}
 	col := &obs.Collector{Metrics: []obs.Metric{
-		obs.Counter("hongbao_requests_total", "Requests (frames) handled by the server.", tot(func(t Totals) uint64 { return t.Requests })),
+		obs.Labelled("hongbao_requests_total", "Requests (frames) handled by the server, by command.", prometheus.CounterValue, []string{"command"},
+			func(emit func(float64, ...string)) {
+				t, _ := s.totals()
+				for i, name := range commandNames {
+					emit(float64(t.Commands[i]), name)
+				}
+			}),
+		obs.Labelled("hongbao_disconnects_total", "Connections closed, by reason: the protocol reason the server gave, or hangup (the client closed), io_error, stopped.", prometheus.CounterValue, []string{"reason"},
+			func(emit func(float64, ...string)) {
+				t, _ := s.totals()
+				for i, name := range disconnectNames {
+					emit(float64(t.Disconnects[i]), name)
+				}
+			}),
 		obs.Labelled("hongbao_shakes_total", "Shakes answered by the server, by result.", prometheus.CounterValue, []string{"result"},
 			func(emit func(float64, ...string)) {
 				t, _ := s.totals()
@@ -133,6 +175,14 @@ func (s *Server) mountObservability(mux *http.ServeMux) {
 		}),
 		obs.Counter("hongbao_packets_issued_total", "Shake packets issued by campaigns.", func() float64 { n, _ := s.issuedTotals(); return float64(n) }),
 		obs.Counter("hongbao_packets_issued_cents_total", "Money issued in shake packets, in cents.", func() float64 { _, a := s.issuedTotals(); return float64(a) }),
+		obs.Counter("hongbao_group_packets_sent_total", "Group packets sent (funded).", grp(func(g GroupStats) uint64 { return g.Sent })),
+		obs.Counter("hongbao_group_packets_sent_cents_total", "Money put in group packets, in cents.", grp(func(g GroupStats) uint64 { return g.FundedAmount })),
+		obs.Counter("hongbao_group_opens_total", "Opens of group packets, whatever their result.", grp(func(g GroupStats) uint64 { return g.Opens })),
+		obs.Counter("hongbao_group_shares_granted_total", "Group packet shares granted to recipients.", grp(func(g GroupStats) uint64 { return g.Grants })),
+		obs.Counter("hongbao_group_shares_granted_cents_total", "Money granted in group packet shares, in cents.", grp(func(g GroupStats) uint64 { return g.GrantedAmount })),
+		obs.Counter("hongbao_group_refunds_total", "Expired group packets refunded to their senders.", grp(func(g GroupStats) uint64 { return g.Refunds })),
+		obs.Counter("hongbao_group_refunded_cents_total", "Money refunded from expired group packets, in cents.", grp(func(g GroupStats) uint64 { return g.Refunded })),
+		obs.Counter("hongbao_group_pushes_total", "Group packet pushes queued to online recipients.", grp(func(g GroupStats) uint64 { return g.Pushes })),
 		obs.Counter("hongbao_monitor_samples_dropped_total", "Per-second samples dropped because the monitor was unreachable.", func() float64 {
 			if s.mon == nil {
 				return 0

@@ -230,7 +230,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeAdmin()
 	bye := proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0)
 	for i := range s.sets {
-		s.sets[i].each(func(ss *session) { ss.closeWith(bye) })
+		s.sets[i].each(func(ss *session) { ss.closeWith(bye, proto.ReasonShutdown) })
 	}
 	// Give the loops a moment to flush the goodbyes and see the closes.
 	deadline := time.Now().Add(2 * time.Second)

@@ -1,27 +1,97 @@
 package server
 
 import (
+	"errors"
+	"io"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"hongbao/internal/ledger"
-	"sync/atomic"
-	"time"
+	"hongbao/internal/proto"
 )
 
 // counters are bumped by one event loop each (no contention); readers sum
-// them across loops.
+// them across loops. Requests are counted by command (commands) and
+// connections closed by reason (disconnects): fixed arrays indexed by
+// commandIndex and disconnectIndex, on the loop's own cache lines.
 type counters struct {
 	conns, opened, closed           atomic.Int64
-	requests, shakes                atomic.Uint64
+	shakes                          atomic.Uint64
 	got, none, allTaken, overloaded atomic.Uint64
 	logins, errors, grantedAmount   atomic.Uint64
-	pings                           atomic.Uint64
+	commands                        [numCommands]atomic.Uint64
+	disconnects                     [numDisconnects]atomic.Uint64
 	_                               [64]byte
+}
+
+// Request commands counted apart, in the order of sample.ServerCommands.
+const (
+	cmdLogin = iota
+	cmdShake
+	cmdClassicOpen
+	cmdTokenLogin
+	cmdPing
+	cmdPong
+	cmdSend
+	cmdOpen
+	cmdList
+	cmdOther
+	numCommands
+)
+
+// commandIndex maps a request's command to its counter.
+func commandIndex(c proto.Cmd) int {
+	switch c {
+	case proto.CmdShake:
+		return cmdShake
+	case proto.CmdLogin:
+		return cmdLogin
+	case proto.CmdClassicOpen:
+		return cmdClassicOpen
+	case proto.CmdTokenLogin:
+		return cmdTokenLogin
+	case proto.CmdPing:
+		return cmdPing
+	case proto.CmdPong:
+		return cmdPong
+	case proto.CmdSend:
+		return cmdSend
+	case proto.CmdOpen:
+		return cmdOpen
+	case proto.CmdList:
+		return cmdList
+	}
+	return cmdOther
+}
+
+// Disconnect counters, in the order of sample.DisconnectReasons: protocol
+// reason r (1 ..) at r-1, then the closes that carry no reason.
+const (
+	discHangup     = int(proto.NumReasons) - 1 // the client closed (EOF, reset)
+	discIOError    = discHangup + 1            // another read or write error
+	discStopped    = discHangup + 2            // the event loops stopped
+	numDisconnects = discHangup + 3
+)
+
+// disconnectIndex classifies a close: by the reason the server gave (why,
+// 0 for none), else by gnet's error.
+func disconnectIndex(why proto.Reason, err error) int {
+	switch {
+	case why != proto.ReasonNone && why < proto.NumReasons:
+		return int(why) - 1
+	case err == nil:
+		return discStopped
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return discHangup
+	}
+	return discIOError
 }
 
 // Totals are cumulative counts since the server started.
 type Totals struct {
-	Requests      uint64 `json:"requests"`
+	Requests      uint64 `json:"requests"` // the sum of Commands
 	Shakes        uint64 `json:"shakes"`
 	Got           uint64 `json:"got"`
 	None          uint64 `json:"none"`
@@ -31,16 +101,28 @@ type Totals struct {
 	Errors        uint64 `json:"errors"`
 	GrantedAmount uint64 `json:"granted_amount"`
 	Accepted      uint64 `json:"accepted"`
-	Closed        uint64 `json:"closed"`
+	Closed        uint64 `json:"closed"` // the sum of Disconnects
+	// Commands counts requests by command (sample.ServerCommands order);
+	// Disconnects counts closed connections by reason
+	// (sample.DisconnectReasons order).
+	Commands    [numCommands]uint64    `json:"-"`
+	Disconnects [numDisconnects]uint64 `json:"-"`
 }
 
 func (t Totals) sub(o Totals) Totals {
-	return Totals{
+	d := Totals{
 		Requests: t.Requests - o.Requests, Shakes: t.Shakes - o.Shakes, Got: t.Got - o.Got,
 		None: t.None - o.None, AllTaken: t.AllTaken - o.AllTaken, Overloaded: t.Overloaded - o.Overloaded,
 		Logins: t.Logins - o.Logins, Errors: t.Errors - o.Errors, GrantedAmount: t.GrantedAmount - o.GrantedAmount,
 		Accepted: t.Accepted - o.Accepted, Closed: t.Closed - o.Closed,
 	}
+	for i := range d.Commands {
+		d.Commands[i] = t.Commands[i] - o.Commands[i]
+	}
+	for i := range d.Disconnects {
+		d.Disconnects[i] = t.Disconnects[i] - o.Disconnects[i]
+	}
+	return d
 }
 
 // Stats is what the admin API's /api/stats returns.
@@ -65,13 +147,34 @@ type GroupStats struct {
 	GrantedAmount uint64 `json:"granted_amount"`
 	Refunds       uint64 `json:"refunds"`
 	Refunded      uint64 `json:"refunded_amount"`
+	Pushes        uint64 `json:"pushes"` // pushes queued to online recipients
+}
+
+func (g GroupStats) sub(o GroupStats) GroupStats {
+	return GroupStats{Sent: g.Sent - o.Sent, FundedAmount: g.FundedAmount - o.FundedAmount, Opens: g.Opens - o.Opens,
+		Grants: g.Grants - o.Grants, GrantedAmount: g.GrantedAmount - o.GrantedAmount, Refunds: g.Refunds - o.Refunds,
+		Refunded: g.Refunded - o.Refunded, Pushes: g.Pushes - o.Pushes}
+}
+
+// groupStats reads the group-packet counters.
+func (s *Server) groupStats() GroupStats {
+	g := s.groups
+	return GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
+		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load()}
 }
 
 func (s *Server) totals() (t Totals, conns int64) {
 	for _, l := range s.loops {
 		c := &l.counters
 		conns += c.conns.Load()
-		t.Requests += c.requests.Load()
+		for i := range c.commands {
+			n := c.commands[i].Load()
+			t.Commands[i] += n
+			t.Requests += n
+		}
+		for i := range c.disconnects {
+			t.Disconnects[i] += c.disconnects[i].Load()
+		}
 		t.Shakes += c.shakes.Load()
 		t.Got += c.got.Load()
 		t.None += c.none.Load()
@@ -114,12 +217,10 @@ func (s *Server) Stats() Stats {
 		online += s.sets[i].online.Load()
 		waiting += s.sets[i].waiting()
 	}
-	g := s.groups
 	st := Stats{
 		Time: s.opts.Now().Unix(), Connections: conns, LoggedIn: online, Waiting: waiting,
 		Totals: t, Rates: s.rater.rates(), Campaigns: s.camps.infos(),
-		Groups: GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
-			GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load()},
+		Groups: s.groupStats(),
 	}
 	if s.led != nil {
 		ls := s.led.Stats()
