@@ -135,7 +135,8 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	locked := false
 	var nowUS uint32
 	var nowSec uint64
-	var answered, got, none, taken, overloaded, bad, amount, late uint64
+	var answered, got, none, taken, overloaded, bad, amount, late, expired uint64
+	limitUS := int64(c.timeout / time.Microsecond)
 	for {
 		frame, _, err := proto.Split(buf[used:])
 		if err != nil {
@@ -180,6 +181,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			case u.late > 0:
 				// The oldest request was already counted as a timeout.
 				u.late--
+				late++
+			case u.n > 0 && int64(int32(nowUS-u.oldest())) > limitUS:
+				// Past the timeout but not yet swept: the same verdict
+				// the sweeper would have given, a timeout answered late.
+				u.pop()
+				expired++
 				late++
 			case u.n > 0:
 				lat := int64(int32(nowUS - u.pop()))
@@ -246,6 +253,10 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	if locked {
 		l.mu.Unlock()
+	}
+	if expired > 0 {
+		l.timeouts.Add(expired)
+		l.inflight.Add(-int64(expired))
 	}
 	if answered+late > 0 {
 		l.inflight.Add(-int64(answered))
