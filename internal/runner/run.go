@@ -493,8 +493,8 @@ func (r *run) finish(start time.Time) {
 			}
 		}
 	}
-	if len(r.sum.Phases) > 0 && r.sum.Error == "" {
-		time.Sleep(2 * time.Second) // answers in flight land; the last seconds reach the monitor
+	if len(r.sum.Phases) > 0 {
+		r.drain()
 	}
 	// The nodes' own counts, and their audits, while they still run.
 	var names []string
@@ -564,6 +564,32 @@ func (r *run) finish(start time.Time) {
 	if err := r.writeReport(); err != nil {
 		fmt.Fprintf(r.o.Out, "report: %v\n", err)
 	}
+}
+
+// drain waits until the nodes have answered every shake they received (an
+// overloaded box works through a backlog after the rate drops to 0): their
+// counters stay still for a second, at most 30 s. Then the monitor gets
+// two more seconds, so that its series covers everything the nodes counted.
+func (r *run) drain() {
+	var last uint64
+	stable := 0
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && stable < 4; {
+		time.Sleep(250 * time.Millisecond)
+		st, err := r.nodeStats()
+		if err != nil {
+			break
+		}
+		var n uint64
+		for _, s := range st {
+			n += s.Totals.Shakes
+		}
+		if n == last {
+			stable++
+		} else {
+			stable, last = 0, n
+		}
+	}
+	time.Sleep(2 * time.Second)
 }
 
 // machineMemUsed is MemTotal - MemAvailable: user space and kernel together.
