@@ -301,7 +301,7 @@ func (r *run) startClients() error {
 		lp, err := harness.StartLoad(r.o.Bin, dir, harness.LoadSpec{Addr: addrs[r.plan.Map.Of(rg[0])], Users: r.plan.Users, QPS: 0, Ramp: r.o.Ramp,
 			Secret: r.secret, Name: name,
 			Extra: []string{"--nodes", strings.Join(addrs, ","), "--from", strconv.Itoa(int(rg[0])), "--to", strconv.Itoa(int(rg[1])),
-				"--monitor", r.mon.Addr(), "--name", name, "--quiet"}})
+				"--sources", clientSources(i), "--monitor", r.mon.Addr(), "--name", name, "--quiet"}})
 		if err != nil {
 			return err
 		}
@@ -310,6 +310,16 @@ func (r *run) startClients() error {
 	}
 	fmt.Fprintf(r.o.Out, "clients: %d load processes started\n", len(r.clients))
 	return nil
+}
+
+// clientSources gives client process i two source addresses of its own,
+// 127.(1+i/256).(i%256).1 and .2: its ~19,500 connections to one node fit
+// the ephemeral range twice over, and no two processes (nor the runner's and
+// the children's own HTTP connections, from 127.0.0.1) share a source
+// address, so the kernel's port search stays short.
+func clientSources(i int) string {
+	a, b := 1+i/256, i%256
+	return fmt.Sprintf("127.%d.%d.1,127.%d.%d.2", a, b, a, b)
 }
 
 // nodeStats reads every node's stats in parallel.
