@@ -162,7 +162,7 @@ func setDefaults(o *Options) {
 // the (possibly partial) report.
 func (r *run) main(ctx context.Context) (err error) {
 	start := time.Now()
-	mon, err := monitor.Listen(orDefault(r.o.Monitor, "127.0.0.1:0"), monitor.Options{File: r.series, Grace: time.Second})
+	mon, err := monitor.Listen(orDefault(r.o.Monitor, "127.0.0.1:0"), monitor.Options{File: r.series, Grace: monitorGrace})
 	if err != nil {
 		return err
 	}
@@ -205,6 +205,13 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
+
+// monitorGrace is how long the monitor waits for a second's samples. On a
+// box whose cores are saturated by a hundred processes, samples travel
+// seconds late; each late one re-merges and re-writes its second, so a short
+// grace turns lateness into a quadratic load on the runner (seen: with 1 s,
+// at 104 processes the monitor took the runner's CPU and progress stopped).
+const monitorGrace = 5 * time.Second
 
 // watch reports the child's death unless the run is stopping.
 func (r *run) watch(c *child) {
@@ -369,7 +376,7 @@ func (r *run) phase1(ctx context.Context) error {
 	r.sum.Connect.Start = float64(t0.UnixMilli()) / 1000
 	last := time.Time{}
 	for {
-		if err := r.wait(ctx, 200*time.Millisecond); err != nil {
+		if err := r.wait(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
 		st, err := r.nodeStats()
