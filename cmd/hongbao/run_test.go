@@ -208,3 +208,60 @@ func readPids(t *testing.T, dir string) []int {
 	}
 	return pids
 }
+
+// A child that dies stops the run with its name and why; the others are
+// stopped and the partial report is written.
+func TestRunChildDeathStopsTheRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "report")
+	cmd := exec.Command(bin, "run", "--users", "2000", "--nodes", "2", "--hold", "1s", "--phase2", "2m", "--qps2", "500", "--qps3", "1000", "--dir", dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "phase 2 ") {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	pids := readPids(t, dir)
+	b, _ := os.ReadFile(filepath.Join(dir, "pids.txt"))
+	if !strings.Contains(string(b), strconv.Itoa(pids[0])+" node-") {
+		t.Fatalf("pids.txt: %s", b)
+	}
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err = <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("run still going 60 s after a node died")
+	}
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v", err)
+	}
+	want := "node node-" + strings.Fields(string(b))[1][len("node-"):] + " (pid " + strconv.Itoa(pids[0]) + ") exited: "
+	if !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), "signal: killed") {
+		t.Fatalf("stderr lacks %q:\n%s", want, stderr.String())
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("child %d still exists: %v", pid, err)
+		}
+	}
+	if s := readSummary(t, dir); !strings.Contains(s.Error, "exited") {
+		t.Fatalf("summary error %q", s.Error)
+	}
+}
