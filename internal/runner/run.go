@@ -274,8 +274,17 @@ func (r *run) startNodes(ctx context.Context) error {
 				return
 			}
 			name := fmt.Sprintf("node-%d", k)
-			sp, err := harness.StartServer(r.o.Bin, dir, harness.ServerSpec{Users: r.plan.Users, Budget: budget, Secret: r.secret,
-				Extra: []string{"--node", strconv.Itoa(k), "--nodes", strconv.Itoa(m), "--monitor", r.mon.Addr(), "--name", name}})
+			var sp *harness.ServerProc
+			var err error
+			// harness.FreePort's port may be taken before the node binds
+			// it (seen once in 52): try again on new ports.
+			for try := 0; try < 3 && ctx.Err() == nil; try++ {
+				sp, err = harness.StartServer(r.o.Bin, dir, harness.ServerSpec{Users: r.plan.Users, Budget: budget, Secret: r.secret,
+					Extra: []string{"--node", strconv.Itoa(k), "--nodes", strconv.Itoa(m), "--monitor", r.mon.Addr(), "--name", name}})
+				if err == nil {
+					break
+				}
+			}
 			if err != nil {
 				errs[k] = fmt.Errorf("%s: %w", name, err)
 				return
