@@ -65,8 +65,12 @@ type Monitor struct {
 	done chan struct{}
 }
 
-// amendable is how many closed seconds keep their raw samples for late arrivals.
-const amendable = 120
+// amendable is how many closed seconds keep their raw samples for late
+// arrivals; a sample later than that is dropped (logged at debug). Each
+// amendment re-merges and re-writes its second: with a hundred processes
+// whose pushers fell a minute behind on a saturated box, a window of 120 s
+// made the series grow by gigabytes, so it is kept short.
+const amendable = 10
 
 // New creates a monitor; Start runs its closing loop.
 func New(o Options) (*Monitor, error) {
