@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
+	"hongbao/internal/harness"
 	"hongbao/internal/ledger"
 	"hongbao/internal/server"
 )
@@ -26,8 +28,8 @@ func runAudit(ctx context.Context, args []string) error {
 	c := newCommand("audit", "Check a ledger: every packet's funded amount equals granted + refunded + remaining, nobody opened a packet twice, every share is at least a cent, every campaign's budget covers granted + not issued, every balance equals grants - sends + refunds. Exits 1 with the list of violations.",
 		"hongbao audit --data-dir ./hongbao-data      (or: hongbao audit --admin 127.0.0.1:7001)")
 	c.group("Ledger", func(fs *flag.FlagSet) {
-		fs.StringVar(&dir, "data-dir", "", "check the ledger in this directory offline")
-		fs.StringVar(&admin, "admin", "", "check a running server's ledger through its admin API (host:port)")
+		fs.StringVar(&dir, "data-dir", "", "check the ledger in this directory offline (comma-separated: several nodes' ledgers, summed)")
+		fs.StringVar(&admin, "admin", "", "check a running server's ledger through its admin API (host:port; comma-separated: several nodes, summed)")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -38,35 +40,26 @@ func runAudit(ctx context.Context, args []string) error {
 	if (dir == "") == (admin == "") {
 		return c.usageErr("give exactly one of --data-dir and --admin")
 	}
-	var rep server.AuditReport
-	if dir != "" {
-		if _, err := os.Stat(dir + "/" + ledger.FileName); err != nil {
-			return fmt.Errorf("audit: no ledger in %s: %w", dir, err)
-		}
-		st, err := ledger.Replay(dir)
+	var names []string
+	var reps []server.AuditReport
+	for _, d := range splitList(dir) {
+		rep, err := auditDir(d)
 		if err != nil {
-			return fmt.Errorf("audit: %w", err)
+			return err
 		}
-		rep = server.ReportOf(st)
-	} else {
-		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/api/audit", nil)
-		if err != nil {
-			return c.usageErr("--admin: %v", err)
-		}
-		resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-		if err != nil {
-			return fmt.Errorf("audit: %w", err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			var e struct{ Error string }
-			_ = json.NewDecoder(resp.Body).Decode(&e)
-			return fmt.Errorf("audit: server answered %s: %s", resp.Status, e.Error)
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
-			return fmt.Errorf("audit: reading the report: %w", err)
-		}
+		names, reps = append(names, d), append(reps, rep)
 	}
+	for _, a := range splitList(admin) {
+		rep, err := auditAdmin(ctx, a)
+		if err != nil {
+			if errors.Is(err, errUsage) {
+				return c.usageErr("--admin: %v", err)
+			}
+			return err
+		}
+		names, reps = append(names, a), append(reps, rep)
+	}
+	rep := harness.MergeAudits(names, reps)
 	if asJSON {
 		if err := printJSON(rep); err != nil {
 			return err
@@ -85,4 +78,48 @@ func runAudit(ctx context.Context, args []string) error {
 		return fmt.Errorf("%w: %d", errAuditFailed, len(rep.Violations))
 	}
 	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func auditDir(dir string) (server.AuditReport, error) {
+	if _, err := os.Stat(dir + "/" + ledger.FileName); err != nil {
+		return server.AuditReport{}, fmt.Errorf("audit: no ledger in %s: %w", dir, err)
+	}
+	st, err := ledger.Replay(dir)
+	if err != nil {
+		return server.AuditReport{}, fmt.Errorf("audit: %s: %w", dir, err)
+	}
+	return server.ReportOf(st), nil
+}
+
+func auditAdmin(ctx context.Context, admin string) (server.AuditReport, error) {
+	var rep server.AuditReport
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/api/audit", nil)
+	if err != nil {
+		return rep, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		return rep, fmt.Errorf("audit: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return rep, fmt.Errorf("audit: %s answered %s: %s", admin, resp.Status, e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		return rep, fmt.Errorf("audit: reading the report of %s: %w", admin, err)
+	}
+	return rep, nil
 }

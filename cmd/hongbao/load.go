@@ -21,11 +21,13 @@ func runLoad(ctx context.Context, args []string) error {
 		sources  string
 		asJSON   bool
 		quiet    bool
+		nodeList string
 	)
 	c := newCommand("load", "Simulate users [from, to] of N, one connection each, sending together with every other client process exactly --qps shakes per second (open loop, scheduled by the clock).",
 		"hongbao load --addr 127.0.0.1:7000 --users 18000 --qps 18000 --duration 30s --secret s3cret --json")
 	c.group("Target", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Addr, "addr", "127.0.0.1:7000", "server address")
+		fs.StringVar(&nodeList, "nodes", "", "comma-separated addresses of the nodes (server processes) that own the --users in contiguous ranges, node 0 first; each user goes to its node (overrides --addr)")
 		fs.StringVar(&secret, "secret", "", "the server's token secret (the client mints its users' tokens)")
 		fs.BoolVar(&o.Classic, "classic", false, "speak only the classic protocol (bare user-id login), e.g. to drive the original server")
 	})
@@ -75,6 +77,11 @@ func runLoad(ctx context.Context, args []string) error {
 			return c.usageErr("--sources: %v", err)
 		}
 		o.Sources = append(o.Sources, a)
+	}
+	for _, a := range strings.Split(nodeList, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			o.Nodes = append(o.Nodes, a)
+		}
 	}
 	if !quiet {
 		o.Log = os.Stderr

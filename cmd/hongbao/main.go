@@ -27,6 +27,7 @@ var subcommands = []subcommand{
 	{"audit", "check a ledger's invariants (offline or on a running server)", runAudit},
 	{"bench-ledger", "measure durable grants/s and shakes with the ledger on vs off, print JSON", runBenchLedger},
 	{"monitor", "merge per-second samples, live dashboard, record a series", runMonitor},
+	{"run", "the seed's scenario at scale: nodes, clients, three phases, a report", runRun},
 	{"plot", "render a recorded series as PNG charts and an HTML report", runPlot},
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"hongbao/internal/limits"
+	"hongbao/internal/nodes"
 	"hongbao/internal/proto"
 	"hongbao/internal/server"
 )
@@ -25,6 +26,8 @@ func runServer(ctx context.Context, args []string) error {
 		maxCents uint
 		maxShare uint
 		minCents uint
+		node     int
+		nodesN   int
 	)
 	c := newCommand("server", "Run the access server: holds client connections on event loops, issues shake packets, answers shakes.",
 		"hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --secret s3cret --budget 60000")
@@ -37,6 +40,10 @@ func runServer(ctx context.Context, args []string) error {
 		fs.StringVar(&secret, "secret", "", "HMAC secret of login tokens (see 'hongbao token')")
 		fs.BoolVar(&o.AllowClassic, "allow-classic", false, "accept the classic bare user-id login (no token)")
 		fs.UintVar(&users, "users", 0, "refuse user ids above this (0: no limit)")
+	})
+	c.group("Nodes (SETs of a multi-process deployment)", func(fs *flag.FlagSet) {
+		fs.IntVar(&nodesN, "nodes", 1, "M, the number of server processes the --users are spread over (contiguous ranges, package nodes)")
+		fs.IntVar(&node, "node", 0, "K, this process's node in 0..M-1: it serves only its users and refuses the others")
 	})
 	c.group("Red packets", func(fs *flag.FlagSet) {
 		fs.IntVar(&o.Sets, "sets", server.DefaultSets, "user partitions (SETs), each with its own lock and packet queue")
@@ -86,6 +93,16 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	o.MaxPacketCents, o.MaxShares, o.MinShareCents = uint32(maxCents), uint32(maxShare), uint32(minCents)
 	o.Secret, o.Users, o.AmountMin, o.AmountMax = []byte(secret), uint32(users), uint32(amin), uint32(amax)
+	if nodesN != 1 || node != 0 {
+		if users == 0 {
+			return c.usageErr("--nodes needs --users (the whole run's users)")
+		}
+		m, err := nodes.New(uint32(users), nodesN)
+		if err != nil || node < 0 || node >= nodesN {
+			return c.usageErr("--node %d of --nodes %d over %d users: need 0 <= node < nodes <= users", node, nodesN, users)
+		}
+		o.UsersFrom, o.Users = m.Range(node)
+	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
 	if _, err := limits.RaiseFiles(); err != nil {
 		return err

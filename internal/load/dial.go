@@ -37,6 +37,14 @@ func makeDialers(sources []netip.Addr) []net.Dialer {
 	return ds
 }
 
+// addrOf is the address of the node that owns user u.
+func (c *Client) addrOf(u uint32) string {
+	if c.raddrs == nil {
+		return c.raddr
+	}
+	return c.raddrs[c.nodeMap.Of(u)]
+}
+
 // bindNoPort runs between socket() and bind(): it defers the choice of the
 // local port to connect().
 func bindNoPort(network, _ string, rc syscall.RawConn) error {
@@ -88,7 +96,7 @@ func (c *Client) dialLoop(ctx context.Context) {
 func (c *Client) dial(ctx context.Context, u *user, signer *auth.Signer, buf []byte) {
 	attempt := u.startAttempt()
 	d := &c.dialers[int(u.id)%len(c.dialers)]
-	nc, err := d.DialContext(ctx, "tcp", c.raddr)
+	nc, err := d.DialContext(ctx, "tcp", c.addrOf(u.id))
 	if err != nil {
 		if ctx.Err() != nil {
 			u.setPhase(phOffline, 0)

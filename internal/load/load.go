@@ -32,6 +32,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"hongbao/internal/limits"
+	"hongbao/internal/nodes"
 	"hongbao/internal/procstat"
 	"hongbao/internal/proto"
 	"hongbao/internal/schedule"
@@ -40,7 +41,8 @@ import (
 // Options configures a load client. The zero value of an optional field
 // picks the documented default.
 type Options struct {
-	Addr     string        // server address host:port
+	Addr     string        // server address host:port (one node)
+	Nodes    []string      // the nodes' addresses, node k at [k] (package nodes maps users to nodes); overrides Addr
 	Total    int           // N: total users in the whole run (all client processes)
 	From, To uint32        // this process simulates users From..To inclusive (1 <= From <= To <= Total); both 0 = all
 	QPS      int           // global rate over all processes (this process sends its share)
@@ -109,6 +111,8 @@ type Client struct {
 	users    []user
 	share    schedule.Share
 	raddr    string
+	raddrs   []string     // per node, when Options.Nodes is set
+	nodeMap  nodes.Map    // users to raddrs
 	dialers  []net.Dialer // one per source address
 	sources  []netip.Addr
 	timeout  time.Duration
@@ -177,6 +181,21 @@ func New(o Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
+	var raddrs []string
+	var nmap nodes.Map
+	if len(o.Nodes) > 0 {
+		if nmap, err = nodes.New(uint32(o.Total), len(o.Nodes)); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+		}
+		for _, a := range o.Nodes {
+			na, err := net.ResolveTCPAddr("tcp", a)
+			if err != nil {
+				return nil, fmt.Errorf("load: resolve node address %q: %w", a, err)
+			}
+			raddrs = append(raddrs, na.String())
+		}
+		o.Addr = o.Nodes[nmap.Of(o.From)]
+	}
 	ta, err := net.ResolveTCPAddr("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("load: resolve server address %q: %w", o.Addr, err)
@@ -199,6 +218,8 @@ func New(o Options) (*Client, error) {
 		users:    make([]user, count),
 		share:    share,
 		raddr:    ta.String(),
+		raddrs:   raddrs,
+		nodeMap:  nmap,
 		timeout:  o.Timeout,
 		loopsN:   loops,
 		reasons:  make(map[string]uint64),

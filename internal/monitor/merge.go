@@ -105,7 +105,7 @@ func merge(t int64, samples map[string]sample.Sample, expected []string, late ma
 		s.Net.TxPackets += h.TxPackets
 	}
 	if hist != nil {
-		s.Latency = sample.SummaryOf(hist)
+		s.Latency = sample.LatencyOf(hist) // with the merged histogram: reports merge seconds into phases exactly
 	}
 	for _, n := range expected {
 		if _, ok := samples[n]; !ok {

@@ -70,8 +70,12 @@ type Monitor struct {
 	started atomic.Bool // Start was called: Close waits for its loop
 }
 
-// amendable is how many closed seconds keep their raw samples for late arrivals.
-const amendable = 120
+// amendable is how many closed seconds keep their raw samples for late
+// arrivals; a sample later than that is dropped (logged at debug). Each
+// amendment re-merges and re-writes its second: with a hundred processes
+// whose pushers fell a minute behind on a saturated box, a window of 120 s
+// made the series grow by gigabytes, so it is kept short.
+const amendable = 10
 
 // New creates a monitor; Start runs its closing loop.
 func New(o Options) (*Monitor, error) {
@@ -168,6 +172,7 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.o.Now()
+	var amended map[int64]bool // closed seconds that got late samples: merged once, after the batch
 	for _, s := range ss {
 		if s.Name == "" {
 			continue
@@ -192,7 +197,12 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 		p.First = min(p.First, s.T)
 		if m.closedTo != 0 && s.T <= m.closedTo {
 			p.Late++
-			m.amend(s)
+			if m.amend(s) {
+				if amended == nil {
+					amended = map[int64]bool{}
+				}
+				amended[s.T] = true
+			}
 			continue
 		}
 		sec := m.pending[s.T]
@@ -202,28 +212,41 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 		}
 		sec[s.Name] = s
 	}
+	// Once per second amended, not once per late sample: a pusher that
+	// fell behind sends many late samples at once, and re-merging (and
+	// re-writing) a second of a hundred processes for each of them made
+	// the monitor quadratic and, on a saturated box, the bottleneck.
+	ts := make([]int64, 0, len(amended))
+	for t := range amended {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	for _, t := range ts {
+		sec := merge(t, m.recent[t], m.expected[t], m.lateOf[t])
+		if i, ok := m.index[t]; ok {
+			m.series[i] = sec
+		}
+		m.write(sec)
+		if m.csv != nil {
+			m.csv.amend(sec)
+		}
+	}
 }
 
-// amend merges a late sample into its closed second.
-func (m *Monitor) amend(s sample.Sample) {
+// amend records a late sample in its closed second; it reports whether the
+// second is still amendable (Add merges it again).
+func (m *Monitor) amend(s sample.Sample) bool {
 	raw, ok := m.recent[s.T]
 	if !ok {
 		m.o.Logger.Debug("monitor: sample too late to amend", "proc", s.Name, "t", s.T)
-		return
+		return false
 	}
 	raw[s.Name] = s
 	if m.lateOf[s.T] == nil {
 		m.lateOf[s.T] = map[string]bool{}
 	}
 	m.lateOf[s.T][s.Name] = true
-	sec := merge(s.T, raw, m.expected[s.T], m.lateOf[s.T])
-	if i, ok := m.index[s.T]; ok {
-		m.series[i] = sec
-	}
-	m.write(sec)
-	if m.csv != nil {
-		m.csv.amend(sec)
-	}
+	return true
 }
 
 // Tick closes the seconds whose grace has passed; Start calls it ten times

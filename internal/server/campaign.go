@@ -226,7 +226,9 @@ func (cs *campaigns) issue(now time.Time) {
 		}
 		elapsed := now.Sub(c.anchor)
 		due := uint64(elapsed.Seconds() * float64(c.spec.Rate))
-		if lag := due - c.sinceAnchor; due > c.sinceAnchor && time.Duration(float64(lag)/float64(c.spec.Rate)*float64(time.Second)) > maxLag {
+		// The packet just due is not a lag (at a low rate, one packet's
+		// interval alone exceeds maxLag): only the ones due before it are.
+		if lag := due - c.sinceAnchor; due > c.sinceAnchor+1 && time.Duration(float64(lag-1)/float64(c.spec.Rate)*float64(time.Second)) > maxLag {
 			// Fell behind: forget the backlog rather than burst it out.
 			c.anchor, c.sinceAnchor, due = now, 0, 0
 		}

@@ -125,3 +125,17 @@ func TestCampaignNobodyOnline(t *testing.T) {
 		t.Fatalf("user 5's set held %d of 80 packets over 8 sets, want 10", got)
 	}
 }
+
+// TestCampaignLowRate: a campaign slower than one packet per maxLag (a
+// node's share of 200/s over 52 nodes is about 4/s) still issues at its
+// rate; it used to re-anchor on every packet and issue none.
+func TestCampaignLowRate(t *testing.T) {
+	s := startServer(t, nil)
+	if _, err := s.StartCampaign(CampaignSpec{Count: 1000, Rate: 4, Min: 1, Max: 1}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1600 * time.Millisecond)
+	if n := s.Campaigns()[0].Issued; n < 5 || n > 7 {
+		t.Fatalf("%d packets issued in 1.6 s at 4/s, want 6", n)
+	}
+}

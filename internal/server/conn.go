@@ -278,7 +278,7 @@ func (s *Server) login(ss *session, user uint32, classic bool, now uint64, out [
 	if ss.set != nil {
 		return out, proto.ReasonAlreadyLogged, cmd
 	}
-	if user == 0 || (s.opts.Users > 0 && user > s.opts.Users) {
+	if user == 0 || user < s.opts.UsersFrom || (s.opts.Users > 0 && user > s.opts.Users) {
 		return out, proto.ReasonBadUser, cmd
 	}
 	ss.user, ss.classic = user, classic

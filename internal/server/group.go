@@ -151,7 +151,7 @@ func (s *Server) validateSend(sp *SendSpec) uint32 {
 	sorted := slices.Clone(sp.Recipients)
 	slices.Sort(sorted)
 	for i, u := range sorted {
-		if u == SystemUser || (o.Users > 0 && u > o.Users) || (i > 0 && sorted[i-1] == u) {
+		if u == SystemUser || u < o.UsersFrom || (o.Users > 0 && u > o.Users) || (i > 0 && sorted[i-1] == u) {
 			return proto.ResultBadRecipients
 		}
 	}

@@ -27,6 +27,10 @@ type Options struct {
 	Budget int
 	// Users, if non-zero, is the number of users: ids outside 1..Users are refused.
 	Users uint32
+	// UsersFrom, if non-zero, is the first user of this node (a SET of a
+	// multi-node deployment owns users UsersFrom..Users, see package
+	// nodes): lower ids are refused, at login and as group recipients.
+	UsersFrom uint32
 	// Loops is the number of event loops (0: one per CPU but one, at least one).
 	Loops int
 	// AmountMin and AmountMax are the amount range, in cents, of packets in
@@ -125,6 +129,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: max recipients must be in 1..%d, got %d", ErrBadOptions, proto.MaxRecipients, o.MaxRecipients)
 	case o.MaxShares > 1<<20:
 		return fmt.Errorf("%w: max shares too large", ErrBadOptions)
+	case o.UsersFrom > 1 && (o.Users == 0 || o.UsersFrom > o.Users):
+		return fmt.Errorf("%w: first user %d above last user %d", ErrBadOptions, o.UsersFrom, o.Users)
 	case o.Loops < 0:
 		return fmt.Errorf("%w: loops must not be negative", ErrBadOptions)
 	}

@@ -1,0 +1,5 @@
+package runner
+
+import "runtime"
+
+func cpus() int { return runtime.NumCPU() }
