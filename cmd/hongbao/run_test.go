@@ -138,58 +138,80 @@ func TestRunScaledDownReport(t *testing.T) {
 // SIGINT during a run: every child exits, nothing is left running, the
 // partial report is written.
 func TestRunSIGINTStopsEveryChild(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "report")
-	cmd := exec.Command(bin, "run", "--users", "4000", "--nodes", "2", "--hold", "1s", "--phase2", "2m", "--qps2", "500", "--qps3", "1000", "--dir", dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(out)
-	var lines []string
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if strings.HasPrefix(sc.Text(), "phase 2 ") {
-			break
-		}
-	}
-	pids := readPids(t, dir)
+	r := startRunToPhase2(t, 4000)
+	pids := readPids(t, r.dir)
 	if len(pids) != 4 {
-		t.Fatalf("want 4 children, pids.txt has %v\n%s", pids, strings.Join(lines, "\n"))
+		t.Fatalf("want 4 children, pids.txt has %v\n%s", pids, strings.Join(r.lines, "\n"))
 	}
 	start := time.Now()
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("run still going 60 s after SIGINT")
-	}
+	r.wait(t, "SIGINT")
 	t.Logf("stopped in %v", time.Since(start))
 	for _, pid := range pids {
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Fatalf("child %d still exists after the run: %v", pid, err)
 		}
 	}
-	s := readSummary(t, dir)
+	s := readSummary(t, r.dir)
 	if !s.Interrupted || len(s.Phases) != 1 || s.Connect.Established != 4000 {
 		t.Fatalf("partial summary %+v", s)
 	}
-	if !strings.Contains(stderr.String(), "interrupted") {
-		t.Fatalf("stderr: %s", stderr.String())
+	if !strings.Contains(r.stderr.String(), "interrupted") {
+		t.Fatalf("stderr: %s", r.stderr.String())
 	}
+}
+
+// runProc is a `hongbao run` of two nodes started by a test and followed
+// until its phase 2 began.
+type runProc struct {
+	cmd    *exec.Cmd
+	dir    string
+	lines  []string // stdout up to "phase 2"
+	stderr *strings.Builder
+	done   chan error
+}
+
+func startRunToPhase2(t *testing.T, users int) *runProc {
+	t.Helper()
+	r := &runProc{dir: filepath.Join(t.TempDir(), "report"), stderr: &strings.Builder{}, done: make(chan error, 1)}
+	r.cmd = exec.Command(bin, "run", "--users", strconv.Itoa(users), "--nodes", "2", "--hold", "1s", "--phase2", "2m",
+		"--qps2", "500", "--qps3", "1000", "--dir", r.dir)
+	out, err := r.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.cmd.Stderr = r.stderr
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.cmd.Process.Kill() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		r.lines = append(r.lines, sc.Text())
+		if strings.HasPrefix(sc.Text(), "phase 2 ") {
+			break
+		}
+	}
+	go func() {
+		for sc.Scan() {
+		}
+		r.done <- r.cmd.Wait()
+	}()
+	return r
+}
+
+// wait waits for the run to end after what, failing after a minute.
+func (r *runProc) wait(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(60 * time.Second):
+		t.Fatalf("run still going 60 s after %s", what)
+	}
+	return nil
 }
 
 func readPids(t *testing.T, dir string) []int {
@@ -212,28 +234,8 @@ func readPids(t *testing.T, dir string) []int {
 // A child that dies stops the run with its name and why; the others are
 // stopped and the partial report is written.
 func TestRunChildDeathStopsTheRun(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "report")
-	cmd := exec.Command(bin, "run", "--users", "2000", "--nodes", "2", "--hold", "1s", "--phase2", "2m", "--qps2", "500", "--qps3", "1000", "--dir", dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "phase 2 ") {
-			break
-		}
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
+	r := startRunToPhase2(t, 2000)
+	dir, stderr := r.dir, r.stderr
 	pids := readPids(t, dir)
 	b, _ := os.ReadFile(filepath.Join(dir, "pids.txt"))
 	if !strings.Contains(string(b), strconv.Itoa(pids[0])+" node-") {
@@ -242,13 +244,7 @@ func TestRunChildDeathStopsTheRun(t *testing.T) {
 	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err = <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("run still going 60 s after a node died")
-	}
+	err := r.wait(t, "a node died")
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("exit: %v", err)
 	}

@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 )
 
@@ -171,12 +173,7 @@ func (s *State) Apply(r *Record) {
 // ledger is consistent.
 func (s *State) Violations() []string {
 	out := append([]string(nil), s.violations...)
-	ids := make([]uint32, 0, len(s.Packets))
-	for id := range s.Packets {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(s.Packets)) {
 		p := s.Packets[id]
 		if p.Total != p.Granted+p.Refunded+p.Remaining {
 			out = append(out, fmt.Sprintf("packet %d: funded %d differs from granted %d + refunded %d + remaining %d",
@@ -189,12 +186,7 @@ func (s *State) Violations() []string {
 			out = append(out, fmt.Sprintf("packet %d: opened by %d users, more than its %d shares", id, len(p.Opened), p.Shares))
 		}
 	}
-	cids := make([]uint32, 0, len(s.Campaigns))
-	for id := range s.Campaigns {
-		cids = append(cids, id)
-	}
-	sort.Slice(cids, func(i, j int) bool { return cids[i] < cids[j] })
-	for _, id := range cids {
+	for _, id := range slices.Sorted(maps.Keys(s.Campaigns)) {
 		c := s.Campaigns[id]
 		if c.Taken > c.Count {
 			out = append(out, fmt.Sprintf("campaign %d: %d packets granted, more than its %d", id, c.Taken, c.Count))

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -141,21 +142,11 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 }
 
 func setDefaults(o *Options) {
-	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = 5 * time.Minute
-	}
-	if o.QPS2 == 0 {
-		o.QPS2 = DefaultQPS2
-	}
-	if o.QPS3 == 0 {
-		o.QPS3 = DefaultQPS3
-	}
-	if o.CampaignRate == 0 {
-		o.CampaignRate = DefaultCampaignRate
-	}
-	if o.GroupRate == 0 {
-		o.GroupRate = DefaultGroupRate
-	}
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 5*time.Minute)
+	o.QPS2 = cmp.Or(o.QPS2, DefaultQPS2)
+	o.QPS3 = cmp.Or(o.QPS3, DefaultQPS3)
+	o.CampaignRate = cmp.Or(o.CampaignRate, DefaultCampaignRate)
+	o.GroupRate = cmp.Or(o.GroupRate, DefaultGroupRate)
 }
 
 // main runs the phases; whatever happens, it stops every child and writes

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -144,12 +145,7 @@ func (cs *campaigns) restore(st *ledger.State, now time.Time) {
 	defer cs.mu.Unlock()
 	cs.nextID = st.MaxCampaign
 	cs.nextPacket.Store(st.MaxShakePacket)
-	ids := make([]uint32, 0, len(st.Campaigns))
-	for id := range st.Campaigns {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(st.Campaigns)) {
 		lc := st.Campaigns[id]
 		c := &campaign{id: id, spec: CampaignSpec{Count: lc.Count, Rate: lc.Rate, Min: lc.Min, Max: lc.Max, Budget: lc.Budget},
 			state: StateRunning, anchor: now, issued: min(lc.Taken, lc.Count), amountIssued: lc.AmountTaken}

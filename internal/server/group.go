@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -411,12 +412,7 @@ func (g *groups) expire(now time.Time) {
 // restore rebuilds the packets and balances from a replayed ledger.
 func (g *groups) restore(st *ledger.State) {
 	g.nextID.Store(st.MaxPacket)
-	ids := make([]uint32, 0, len(st.Packets))
-	for id := range st.Packets {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(st.Packets)) {
 		lp := st.Packets[id]
 		p := &gpacket{id: id, sender: lp.Sender, total: lp.Total, shares: lp.Shares, expiry: lp.Expiry, key: lp.Key,
 			first: lp.Recipients, remaining: lp.Remaining, left: lp.SharesLeft, opened: make(map[uint32]uint32, len(lp.Opened)), expired: lp.Expired}

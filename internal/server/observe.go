@@ -77,12 +77,7 @@ func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 	}
 	ps, nd := m.meter.Read()
 	d := t.sub(m.last)
-	var online int64
-	waiting := 0
-	for i := range s.sets {
-		online += s.sets[i].online.Load()
-		waiting += s.sets[i].waiting()
-	}
+	online, waiting := s.occupancy()
 	smp := sample.Sample{
 		Name: s.opts.Name, Kind: sample.KindServer, Pid: os.Getpid(), Host: m.host, T: sec,
 		Counters: sampleCounters(d, gs.sub(m.lastGroups), issued-m.lastIssued, issuedA-m.lastIssuedA),
@@ -159,20 +154,8 @@ func (s *Server) mountObservability(mux *http.ServeMux) {
 		obs.Counter("hongbao_connections_accepted_total", "TCP connections accepted.", tot(func(t Totals) uint64 { return t.Accepted })),
 		obs.Counter("hongbao_connections_closed_total", "TCP connections closed.", tot(func(t Totals) uint64 { return t.Closed })),
 		obs.Gauge("hongbao_connections", "TCP connections open now.", func() float64 { _, c := s.totals(); return float64(c) }),
-		obs.Gauge("hongbao_users_online", "Users logged in now.", func() float64 {
-			var n int64
-			for i := range s.sets {
-				n += s.sets[i].online.Load()
-			}
-			return float64(n)
-		}),
-		obs.Gauge("hongbao_packets_waiting", "Packets issued and not yet taken.", func() float64 {
-			n := 0
-			for i := range s.sets {
-				n += s.sets[i].waiting()
-			}
-			return float64(n)
-		}),
+		obs.Gauge("hongbao_users_online", "Users logged in now.", func() float64 { n, _ := s.occupancy(); return float64(n) }),
+		obs.Gauge("hongbao_packets_waiting", "Packets issued and not yet taken.", func() float64 { _, n := s.occupancy(); return float64(n) }),
 		obs.Counter("hongbao_packets_issued_total", "Shake packets issued by campaigns.", func() float64 { n, _ := s.issuedTotals(); return float64(n) }),
 		obs.Counter("hongbao_packets_issued_cents_total", "Money issued in shake packets, in cents.", func() float64 { _, a := s.issuedTotals(); return float64(a) }),
 		obs.Counter("hongbao_group_packets_sent_total", "Group packets sent (funded).", grp(func(g GroupStats) uint64 { return g.Sent })),

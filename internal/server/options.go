@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -75,42 +76,20 @@ const (
 var ErrBadOptions = errors.New("server: bad options")
 
 func (o *Options) setDefaults() error {
-	if o.Listen == "" {
-		o.Listen = "127.0.0.1:7000"
-	}
-	if o.Sets == 0 {
-		o.Sets = DefaultSets
-	}
-	if o.Budget == 0 {
-		o.Budget = DefaultBudget
-	}
-	if o.AmountMin == 0 {
-		o.AmountMin = DefaultAmountMin
-	}
-	if o.AmountMax == 0 {
-		o.AmountMax = DefaultAmountMax
-	}
-	if o.PacketTTL == 0 {
-		o.PacketTTL = DefaultPacketTTL
-	}
-	if o.MaxPacketCents == 0 {
-		o.MaxPacketCents = DefaultMaxPacketCents
-	}
-	if o.MaxShares == 0 {
-		o.MaxShares = DefaultMaxShares
-	}
-	if o.MaxRecipients == 0 {
-		o.MaxRecipients = DefaultMaxRecipients
-	}
-	if o.MinShareCents == 0 {
-		o.MinShareCents = DefaultMinShareCents
-	}
+	o.Listen = cmp.Or(o.Listen, "127.0.0.1:7000")
+	o.Sets = cmp.Or(o.Sets, DefaultSets)
+	o.Budget = cmp.Or(o.Budget, DefaultBudget)
+	o.AmountMin = cmp.Or(o.AmountMin, DefaultAmountMin)
+	o.AmountMax = cmp.Or(o.AmountMax, DefaultAmountMax)
+	o.PacketTTL = cmp.Or(o.PacketTTL, DefaultPacketTTL)
+	o.MaxPacketCents = cmp.Or(o.MaxPacketCents, DefaultMaxPacketCents)
+	o.MaxShares = cmp.Or(o.MaxShares, DefaultMaxShares)
+	o.MaxRecipients = cmp.Or(o.MaxRecipients, DefaultMaxRecipients)
+	o.MinShareCents = cmp.Or(o.MinShareCents, DefaultMinShareCents)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	if o.Name == "" {
-		o.Name = "server"
-	}
+	o.Name = cmp.Or(o.Name, "server")
 	if o.Now == nil {
 		o.Now = time.Now
 	}

@@ -208,15 +208,19 @@ func (r *rater) rates() Totals {
 	return r.last.sub(r.prev)
 }
 
-// Stats returns a snapshot of the server's counters and campaigns.
-func (s *Server) Stats() Stats {
-	t, conns := s.totals()
-	var online int64
-	waiting := 0
+// occupancy sums the SETs: users logged in, and packets waiting to be taken.
+func (s *Server) occupancy() (online int64, waiting int) {
 	for i := range s.sets {
 		online += s.sets[i].online.Load()
 		waiting += s.sets[i].waiting()
 	}
+	return online, waiting
+}
+
+// Stats returns a snapshot of the server's counters and campaigns.
+func (s *Server) Stats() Stats {
+	t, conns := s.totals()
+	online, waiting := s.occupancy()
 	st := Stats{
 		Time: s.opts.Now().Unix(), Connections: conns, LoggedIn: online, Waiting: waiting,
 		Totals: t, Rates: s.rater.rates(), Campaigns: s.camps.infos(),
