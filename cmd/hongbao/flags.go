@@ -6,8 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
+
+	"hongbao/internal/schedbatch"
 )
 
 // errUsage marks a bad command line; main exits 2 on it.
@@ -103,6 +106,22 @@ func (c *command) parse(args []string) error {
 		}
 	})
 	return err
+}
+
+// schedBatchFlag defines --sched-batch on fs.
+func schedBatchFlag(fs *flag.FlagSet, on *bool) {
+	fs.BoolVar(on, "sched-batch", true, "run under SCHED_BATCH: no wake-up preemption, fewer context switches (package schedbatch)")
+}
+
+// applySchedBatch puts the process in SCHED_BATCH when on; a failure only
+// costs speed, so it is logged, not fatal.
+func applySchedBatch(on bool, log *slog.Logger) {
+	if !on {
+		return
+	}
+	if err := schedbatch.Apply(); err != nil {
+		log.Warn("staying in the default scheduling policy", "err", err)
+	}
 }
 
 // usageErr reports a bad flag value found after parsing.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
@@ -22,6 +23,7 @@ func runLoad(ctx context.Context, args []string) error {
 		asJSON   bool
 		quiet    bool
 		nodeList string
+		batch    bool
 	)
 	c := newCommand("load", "Simulate users [from, to] of N, one connection each, sending together with every other client process exactly --qps shakes per second (open loop, scheduled by the clock).",
 		"hongbao load --addr 127.0.0.1:7000 --users 18000 --qps 18000 --duration 30s --secret s3cret --json")
@@ -42,11 +44,16 @@ func runLoad(ctx context.Context, args []string) error {
 		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin")
 		fs.DurationVar(&o.Duration, "duration", 0, "run time after all users are connected (0: until interrupted)")
 		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
+		fs.DurationVar(&o.Tick, "tick", 0, "send due requests this often; the wait counts in latency (0: auto, 1-5 ms by this process's rate)")
+		fs.DurationVar(&o.Linger, "linger", 0, "after sending, sleep this long so answers are read in one wake-up (0: auto, 600µs at most half the tick; negative: never)")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Admin, "admin", "", "admin HTTP address (/qps, /api/stats, /healthz, /metrics, /debug/pprof); empty: none")
 		fs.BoolVar(&asJSON, "json", false, "print a JSON summary on stdout at the end")
 		fs.BoolVar(&quiet, "quiet", false, "no per-second lines on stderr")
+	})
+	c.group("Process", func(fs *flag.FlagSet) {
+		schedBatchFlag(fs, &batch)
 	})
 	c.group("Monitoring", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Monitor, "monitor", "", "push a sample every second to this 'hongbao monitor' address (/metrics and /debug/pprof are on --admin)")
@@ -55,8 +62,8 @@ func runLoad(ctx context.Context, args []string) error {
 	if err := c.parse(args); err != nil {
 		return err
 	}
-	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 {
-		return c.usageErr("--qps, --ramp, --duration and --timeout must not be negative")
+	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 || o.Tick < 0 {
+		return c.usageErr("--qps, --ramp, --duration, --timeout and --tick must not be negative")
 	}
 	if from > 1<<32-1 || to > 1<<32-1 {
 		return c.usageErr("--from and --to must fit in 32 bits")
@@ -86,6 +93,7 @@ func runLoad(ctx context.Context, args []string) error {
 	if !quiet {
 		o.Log = os.Stderr
 	}
+	applySchedBatch(batch, slog.Default())
 	cl, err := load.New(o)
 	if errors.Is(err, load.ErrOptions) {
 		return c.usageErr("%v", err)

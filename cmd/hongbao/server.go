@@ -21,6 +21,7 @@ func runServer(ctx context.Context, args []string) error {
 		amin     uint
 		amax     uint
 		logLevel slog.Level
+		batch    bool
 		grace    time.Duration
 		useLed   bool
 		maxCents uint
@@ -63,6 +64,7 @@ func runServer(ctx context.Context, args []string) error {
 	c.group("Process", func(fs *flag.FlagSet) {
 		fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 		fs.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "how long SIGTERM may take to drain")
+		schedBatchFlag(fs, &batch)
 	})
 	c.group("Monitoring", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Monitor, "monitor", "", "push a sample every second to this 'hongbao monitor' address (/metrics and /debug/pprof are always on --admin)")
@@ -104,6 +106,7 @@ func runServer(ctx context.Context, args []string) error {
 		o.UsersFrom, o.Users = m.Range(node)
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	applySchedBatch(batch, o.Logger)
 	if _, err := limits.RaiseFiles(); err != nil {
 		return err
 	}

@@ -318,14 +318,18 @@ type item struct{ idx, at uint32 }
 // batch is the sends of one scheduler tick for one loop; it runs on that
 // loop (gnet.Runnable) and then goes back to the loop's free list.
 type batch struct {
-	l     *loop
-	items []item
+	l      *loop
+	items  []item
+	linger time.Duration
 }
 
 // Run writes the batch's shakes with one c.Write per request, on the loop
-// that owns the connections.
+// that owns the connections, then sleeps for the batch's linger so that
+// the answers are read together when the loop next polls, instead of each
+// waking it.
 func (b *batch) Run(context.Context) error {
 	b.l.send(b.items)
+	sleepThread(b.linger)
 	b.l.c.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
 	b.items = b.items[:0]
 	select {

@@ -54,6 +54,8 @@ type Options struct {
 	Admin    string        // admin HTTP listen address ("" = none); GET/POST /qps?qps=Q, GET /api/stats, /healthz
 	Sources  []netip.Addr  // source addresses to spread connections over (nil = auto)
 	Loops    int           // event loops (0 = GOMAXPROCS-1, at least 1: see defaultLoops)
+	Tick     time.Duration // how often due requests are sent (0 = auto: see Client.tick); a request waits at most this long, and the wait counts in its latency
+	Linger   time.Duration // after sending, the loop sleeps this long so that the answers are read in one wake-up (0 = auto: 600µs, at most half the tick; negative = never)
 	Log      io.Writer     // one line per second (nil = none)
 	Monitor  string        // push a sample every second to this `hongbao monitor` ("" = none)
 	Name     string        // this process's name at the monitor (default "load-FROM-TO")
@@ -167,7 +169,7 @@ func New(o Options) (*Client, error) {
 	if o.From < 1 || o.From > o.To || uint64(o.To) > uint64(o.Total) {
 		return nil, fmt.Errorf("%w: users %d..%d of %d", ErrOptions, o.From, o.To, o.Total)
 	}
-	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 || o.Loops < 0 {
+	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 || o.Loops < 0 || o.Tick < 0 {
 		return nil, fmt.Errorf("%w: negative QPS, Ramp, Duration, Timeout or Loops", ErrOptions)
 	}
 	if !o.Classic && len(o.Secret) == 0 {

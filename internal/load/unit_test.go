@@ -206,7 +206,7 @@ func TestSchedulerTickDoesNotAllocate(t *testing.T) {
 	j := 0
 	allocs := testing.AllocsPerRun(200, func() {
 		s.emit(sec, 1000, j, j+4)
-		s.flush()
+		s.flush(0)
 		for i := range c.users {
 			c.users[i].reset()
 		}
@@ -229,7 +229,7 @@ func TestSchedulerSkipsOffline(t *testing.T) {
 	}
 	s := scheduler{c: c, ctx: context.Background()}
 	s.emit(1_700_000_000, 10, 0, 10)
-	s.flush()
+	s.flush(0)
 	tot := c.totals()
 	if tot.Sent != 9 || tot.SkippedOffline != 1 || tot.Disconnects != 1 {
 		t.Errorf("sent %d skipped %d disconnects %d", tot.Sent, tot.SkippedOffline, tot.Disconnects)
@@ -402,7 +402,7 @@ func BenchmarkTick(b *testing.B) {
 	for b.Loop() {
 		j0 := ms * q / 1000
 		s.emit(sec, q, j0, j0+q/1000)
-		s.flush()
+		s.flush(0)
 		ms = (ms + 1) % 1000
 	}
 }

@@ -204,22 +204,38 @@ func (cs *campaigns) allTaken() bool {
 	return cs.started.Load() && cs.outstanding.Load() <= 0
 }
 
-// tickEvery is how often the issuer wakes; pacing is computed from elapsed
-// time, so the tick only sets the granularity.
-const tickEvery = 5 * time.Millisecond
+// The issuer wakes every half interval between packets, between minTick
+// and maxTick; pacing is computed from elapsed time, so the tick only sets
+// the granularity. An idle server (or one of fifty nodes issuing 4 packets
+// a second) wakes ten times a second, not 200: on a box running a hundred
+// processes, wake-ups are what costs.
+const (
+	minTick = 5 * time.Millisecond
+	maxTick = 100 * time.Millisecond
+)
+
+// tickFor is the issuer's period for packets due at rate per second.
+func tickFor(rate float64) time.Duration {
+	if rate <= 0 {
+		return maxTick
+	}
+	return min(max(time.Duration(float64(time.Second)/(2*rate)), minTick), maxTick)
+}
 
 // maxLag bounds catch-up: if the issuer fell further behind than this (a
 // stall, a paused process), it re-anchors instead of bursting.
 const maxLag = 50 * time.Millisecond
 
-// issue issues every packet due at now.
-func (cs *campaigns) issue(now time.Time) {
+// issue issues every packet due at now and returns the running
+// campaigns' total rate.
+func (cs *campaigns) issue(now time.Time) (rate float64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.list {
 		if c.state != StateRunning {
 			continue
 		}
+		rate += float64(c.spec.Rate)
 		elapsed := now.Sub(c.anchor)
 		due := uint64(elapsed.Seconds() * float64(c.spec.Rate))
 		// The packet just due is not a lag (at a low rate, one packet's
@@ -236,6 +252,7 @@ func (cs *campaigns) issue(now time.Time) {
 			c.state = StateDone
 		}
 	}
+	return rate
 }
 
 func (cs *campaigns) issueOne(c *campaign) {

@@ -132,7 +132,7 @@ func (s *Server) runGenerator(g *generator) {
 	defer g.done.Store(true)
 	sp := g.info.GeneratorSpec
 	rng := rand.New(rand.NewPCG(rand.Uint64(), uint64(g.info.ID)))
-	t := time.NewTicker(tickEvery)
+	t := time.NewTicker(tickFor(float64(sp.Rate)))
 	defer t.Stop()
 	start := time.Now()
 	var made uint32

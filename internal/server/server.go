@@ -56,6 +56,7 @@ type Server struct {
 	adminLn net.Listener
 
 	stopTick chan struct{}
+	kickTick chan struct{} // a campaign started: issue now, not at the idle tick
 	tickDone chan struct{}
 }
 
@@ -93,6 +94,7 @@ func New(opts Options) (*Server, error) {
 		booted:   make(chan struct{}),
 		runDone:  make(chan struct{}),
 		stopTick: make(chan struct{}),
+		kickTick: make(chan struct{}, 1),
 		tickDone: make(chan struct{}),
 	}
 	for i := range s.sets {
@@ -180,7 +182,14 @@ func (s *Server) AdminAddr() string {
 
 // StartCampaign starts a shake campaign.
 func (s *Server) StartCampaign(spec CampaignSpec) (CampaignInfo, error) {
-	return s.camps.start(spec, s.opts.Now())
+	info, err := s.camps.start(spec, s.opts.Now())
+	if err == nil {
+		select {
+		case s.kickTick <- struct{}{}:
+		default:
+		}
+	}
+	return info, err
 }
 
 // StopCampaign stops issuing a campaign's packets; those already waiting
@@ -190,10 +199,12 @@ func (s *Server) StopCampaign(id uint32) (CampaignInfo, error) { return s.camps.
 // Campaigns lists every campaign with its progress.
 func (s *Server) Campaigns() []CampaignInfo { return s.camps.infos() }
 
-// ticker drives the coarse clock, the campaign issuer and the per-second rates.
+// ticker drives the coarse clock, the campaign issuer and the per-second
+// rates. It wakes as often as the campaigns' pacing needs (tickFor) and
+// just after each second begins.
 func (s *Server) ticker() {
 	defer close(s.tickDone)
-	t := time.NewTicker(tickEvery)
+	t := time.NewTimer(minTick)
 	defer t.Stop()
 	lastSec := s.sec.Load()
 	for {
@@ -201,11 +212,12 @@ func (s *Server) ticker() {
 		case <-s.stopTick:
 			return
 		case <-t.C:
+		case <-s.kickTick:
 		}
 		now := s.opts.Now()
 		sec := uint64(now.Unix())
 		s.sec.Store(sec)
-		s.camps.issue(now)
+		rate := s.camps.issue(now)
 		s.groups.expire(now)
 		if sec != lastSec {
 			lastSec = sec
@@ -213,6 +225,8 @@ func (s *Server) ticker() {
 			s.rater.tick(now, tot)
 			s.monitorTick(now.Unix()-1, tot, conns)
 		}
+		next := time.Second - time.Duration(now.Nanosecond()) + time.Millisecond
+		t.Reset(min(tickFor(rate), next))
 	}
 }
 
