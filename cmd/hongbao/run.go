@@ -39,7 +39,7 @@ func runRun(ctx context.Context, args []string) error {
 		fs.IntVar(&o.GroupRate, "group-rate", runner.DefaultGroupRate, "group packets per second over all nodes, each to 3 users of its node")
 	})
 	c.group("Machine and output", func(fs *flag.FlagSet) {
-		fs.BoolVar(&o.Tune, "tune", false, "apply net.core.somaxconn and net.ipv4.ip_local_port_range for the run (root), put them back at the end")
+		fs.BoolVar(&o.Tune, "tune", false, "apply net.core.somaxconn, net.core.netdev_max_backlog and net.ipv4.ip_local_port_range for the run (root), put them back at the end")
 		fs.StringVar(&o.Dir, "dir", "", "report directory (default ./hongbao-run-<time>)")
 		fs.StringVar(&o.Monitor, "monitor", "127.0.0.1:0", "the monitor's (dashboard's) listen address")
 		fs.BoolVar(&strict, "strict", false, "exit 1 when a target is missed")

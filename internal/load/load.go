@@ -84,8 +84,8 @@ const (
 	tokenTTL    = time.Hour        // lifetime of minted login tokens (re-minted per attempt)
 	backoffMin  = 100              // first reconnect delay, ms
 	backoffMax  = 10_000           // reconnect delay cap, ms
-	sweepEvery  = 250 * time.Millisecond
-	fdReserve   = 64 // descriptors kept for listeners, pollers, files
+	sweepEvery  = time.Second      // a timeout is counted between Timeout and Timeout+sweepEvery
+	fdReserve   = 64               // descriptors kept for listeners, pollers, files
 	// portShare is the part of the ephemeral port range one source address
 	// is given. Linux's connect() searches ports of one parity first, so
 	// past half the range every connect scans a long way: from one address,

@@ -24,12 +24,15 @@ type scheduler struct {
 // Automatic pacing of the sender (Options.Tick and Linger zero): a tick
 // long enough for about sendsPerTick requests, between 1 ms and maxAutoTick,
 // so that a process with a small share of the rate (one of fifty at a
-// million users) wakes 200 times a second rather than 1,000; and a linger
+// million users) wakes 125 times a second rather than 1,000; and a linger
 // that gives the server time to answer a burst.
 const (
 	sendsPerTick = 16
-	maxAutoTick  = 5 * time.Millisecond
+	maxAutoTick  = 8 * time.Millisecond
 	autoLinger   = 600 * time.Microsecond
+	// idleTick is the period at rate 0 (during the ramp): a new rate takes
+	// effect within it. At 5 ms, 50 idle client processes spent a core.
+	idleTick = 100 * time.Millisecond
 )
 
 // sleepThread blocks the calling thread (an event loop's) for d in
@@ -56,7 +59,7 @@ func (c *Client) tick() time.Duration {
 	}
 	share := float64(c.QPS()) * float64(c.to-c.from+1) / float64(c.o.Total)
 	if share <= 0 {
-		return maxAutoTick
+		return idleTick
 	}
 	return min(max(time.Duration(sendsPerTick*float64(time.Second)/share), time.Millisecond), maxAutoTick)
 }

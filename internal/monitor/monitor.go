@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,7 @@ type Monitor struct {
 	pending  map[int64]map[string]sample.Sample // open seconds
 	recent   map[int64]map[string]sample.Sample // closed seconds still amendable
 	lateOf   map[int64]map[string]bool
+	dirty    map[int64]bool     // amended seconds not yet merged again (see flushAmended)
 	expected map[int64][]string // who was expected when a recent second closed
 	closedTo int64              // every second <= closedTo is closed (0: none yet)
 	series   []Second
@@ -172,7 +174,6 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.o.Now()
-	var amended map[int64]bool // closed seconds that got late samples: merged once, after the batch
 	for _, s := range ss {
 		if s.Name == "" {
 			continue
@@ -198,10 +199,10 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 		if m.closedTo != 0 && s.T <= m.closedTo {
 			p.Late++
 			if m.amend(s) {
-				if amended == nil {
-					amended = map[int64]bool{}
+				if m.dirty == nil {
+					m.dirty = map[int64]bool{}
 				}
-				amended[s.T] = true
+				m.dirty[s.T] = true
 			}
 			continue
 		}
@@ -212,16 +213,27 @@ func (m *Monitor) Add(ss ...sample.Sample) {
 		}
 		sec[s.Name] = s
 	}
-	// Once per second amended, not once per late sample: a pusher that
-	// fell behind sends many late samples at once, and re-merging (and
-	// re-writing) a second of a hundred processes for each of them made
-	// the monitor quadratic and, on a saturated box, the bottleneck.
-	ts := make([]int64, 0, len(amended))
-	for t := range amended {
+}
+
+// flushAmended merges and writes again the seconds that late samples
+// amended. It runs at each Tick (ten times a second), not for each late
+// sample: on a saturated box a hundred pushers fall behind together, and
+// re-merging a second of a hundred processes for each of their late
+// samples made the monitor quadratic, the box's biggest consumer of CPU.
+func (m *Monitor) flushAmended() {
+	if len(m.dirty) == 0 {
+		return
+	}
+	ts := make([]int64, 0, len(m.dirty))
+	for t := range m.dirty {
 		ts = append(ts, t)
 	}
-	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	clear(m.dirty)
+	slices.Sort(ts)
 	for _, t := range ts {
+		if _, ok := m.recent[t]; !ok {
+			continue // past amending meanwhile
+		}
 		sec := merge(t, m.recent[t], m.expected[t], m.lateOf[t])
 		if i, ok := m.index[t]; ok {
 			m.series[i] = sec
@@ -275,6 +287,7 @@ func (m *Monitor) maxPending() int64 {
 // closeUpTo closes every second up to t that has samples or, after the
 // first, every second in between (so gaps show as missing processes).
 func (m *Monitor) closeUpTo(t int64) {
+	m.flushAmended()
 	if m.closedTo == 0 {
 		// Start at the earliest second that has samples.
 		first := int64(0)
@@ -354,6 +367,7 @@ func (m *Monitor) write(s Second) {
 func (m *Monitor) Series(since int64) []Second {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.flushAmended()
 	i := sort.Search(len(m.series), func(i int) bool { return m.series[i].T > since })
 	return append([]Second{}, m.series[i:]...)
 }

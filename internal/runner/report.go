@@ -37,15 +37,19 @@ type Summary struct {
 	Total     ProcUsage    `json:"total"`
 	// MachineMemUsed is MemTotal - MemAvailable at the end of the load
 	// (kernel socket memory included).
-	MachineMemUsed uint64      `json:"machine_memory_used_bytes"`
-	Targets        []TargetRow `json:"targets"`
-	OK             bool        `json:"ok"` // every target met
+	MachineMemUsed uint64 `json:"machine_memory_used_bytes"`
+	// Kernel is what the kernel's network stack dropped and resent during
+	// the run (the whole machine's counters).
+	Kernel  KernelNet   `json:"kernel_net"`
+	Targets []TargetRow `json:"targets"`
+	OK      bool        `json:"ok"` // every target met
 
 	campaigns     [][2]int // node, campaign id
 	campaignInfos []server.CampaignInfo
 	nodeStats     []server.Stats // by node; nodesRead of them could be read
 	nodesRead     int
 	clientSums    []load.Summary
+	kernel0       KernelNet // at the start
 }
 
 // Connect is phase 1.
@@ -146,7 +150,7 @@ type TargetRow struct {
 }
 
 func newSummary(o Options, p Plan, sys System) *Summary {
-	return &Summary{Users: p.Users, Plan: p, System: sys, Connect: Connect{MinHeld: -1}, Phases: []PhaseResult{}}
+	return &Summary{Users: p.Users, Plan: p, System: sys, Connect: Connect{MinHeld: -1}, Phases: []PhaseResult{}, kernel0: ReadKernelNet()}
 }
 
 func (r *run) writeReport() error {
@@ -375,6 +379,8 @@ func markdown(s *Summary) string {
 			cliCPU, cliRSS = cliCPU+p.CPUSeconds, cliRSS+p.PeakRSS
 		}
 	}
+	fmt.Fprintf(&b, "kernel: %d packets dropped at full CPU backlogs, %d TCP segments retransmitted, %d connections dropped at full listen queues\n",
+		s.Kernel.BacklogDrops, s.Kernel.Retransmits, s.Kernel.ListenOverflows)
 	fmt.Fprintf(&b, "processes: nodes %.0f CPU s, %.2f GiB RSS (sum of peaks); clients %.0f CPU s, %.2f GiB; total %.0f CPU s, peak RSS %.2f GiB; machine memory used %.2f GiB\n",
 		nodeCPU, gib(uint64(nodeRSS)), cliCPU, gib(uint64(cliRSS)), s.Total.CPUSeconds, gib(uint64(s.Total.PeakRSS)), gib(s.MachineMemUsed))
 	return b.String()

@@ -75,7 +75,17 @@ type run struct {
 	died     chan *child
 	stopping chan struct{}
 	sum      *Summary
+
+	// The last stats each node answered, and since when it has not: a
+	// node too busy to answer within the admin timeout is not dead (a
+	// death is seen by watch), so its last figures stand in for a while.
+	lastStats []server.Stats
+	failSince []time.Time
 }
+
+// statsGrace is how long a node may fail to answer its stats before the
+// run gives up on it.
+const statsGrace = 30 * time.Second
 
 // Run plans, checks the machine, and runs the three phases, writing the
 // report into o.Dir. It returns the summary (also written when the run is
@@ -329,23 +339,53 @@ func clientSources(i int) string {
 	return fmt.Sprintf("127.%d.%d.1,127.%d.%d.2", a, b, a, b)
 }
 
-// nodeStats reads every node's stats in parallel.
+// nodeStats reads every node's stats in parallel. A node that does not
+// answer is represented by its last answer for up to statsGrace.
 func (r *run) nodeStats() ([]server.Stats, error) {
 	out := make([]server.Stats, len(r.nodes))
 	errs := make([]error, len(r.nodes))
 	var wg sync.WaitGroup
 	for k, n := range r.nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[k], errs[k] = n.Admin.ServerStats()
-			if errs[k] != nil {
-				errs[k] = fmt.Errorf("node-%d stats: %w", k, errs[k])
-			}
-		}()
+		wg.Go(func() { out[k], errs[k] = n.Admin.ServerStats() })
 	}
 	wg.Wait()
-	return out, errors.Join(errs...)
+	if r.lastStats == nil {
+		r.lastStats = make([]server.Stats, len(r.nodes))
+		r.failSince = make([]time.Time, len(r.nodes))
+	}
+	now := time.Now()
+	var stale []string
+	var lastErr error
+	for k, err := range errs {
+		if err == nil {
+			r.lastStats[k], r.failSince[k] = out[k], time.Time{}
+			continue
+		}
+		if r.failSince[k].IsZero() {
+			r.failSince[k] = now
+		}
+		out[k] = r.lastStats[k]
+		if now.Sub(r.failSince[k]) >= statsGrace {
+			stale, lastErr = append(stale, fmt.Sprintf("node-%d", k)), err
+		}
+	}
+	if len(stale) > 0 {
+		return out, fmt.Errorf("%d nodes have not answered their stats for %v or more (%s): %w", len(stale), statsGrace, strings.Join(stale, " "), lastErr)
+	}
+	return out, nil
+}
+
+// progressStats is nodeStats for the progress lines: a node that has not
+// answered for longer than statsGrace is reported, and the run goes on
+// with its last figures. On an overloaded box the nodes' admin listeners
+// can lag for a minute; the phases keep their schedule (a node's death is
+// seen by watch, and the report reads the final figures again).
+func (r *run) progressStats() []server.Stats {
+	st, err := r.nodeStats()
+	if err != nil {
+		fmt.Fprintf(r.o.Out, "warning: %v\n", err)
+	}
+	return st
 }
 
 func sumOnline(st []server.Stats) (online int64, shakes uint64) {
@@ -379,10 +419,7 @@ func (r *run) phase1(ctx context.Context) error {
 		if err := r.wait(ctx, 500*time.Millisecond); err != nil {
 			return err
 		}
-		st, err := r.nodeStats()
-		if err != nil {
-			return err
-		}
+		st := r.progressStats()
 		online, _ := sumOnline(st)
 		r.sum.Connect.Established = online
 		done := online >= int64(r.plan.Users)
@@ -410,10 +447,7 @@ func (r *run) hold(ctx context.Context, phase string, end time.Time, target int)
 		if err := r.wait(ctx, min(time.Second, time.Until(end))); err != nil {
 			return err
 		}
-		st, err := r.nodeStats()
-		if err != nil {
-			return err
-		}
+		st := r.progressStats()
 		online, shakes := sumOnline(st)
 		r.noteOnline(online)
 		fmt.Fprintf(r.o.Out, "phase %s %5.1fs: %d online, %d shakes/s (target %d)\n", phase, time.Since(t0).Seconds(), online, shakes, target)
@@ -468,7 +502,13 @@ func (r *run) setQPS(q int) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = c.Admin.Post("/qps?qps="+strconv.Itoa(q), nil, nil)
+			// A client on a saturated box can take longer than the admin
+			// timeout to answer; it is not dead (watch sees deaths).
+			for try := 0; try < 3; try++ {
+				if errs[i] = c.Admin.Post("/qps?qps="+strconv.Itoa(q), nil, nil); errs[i] == nil {
+					return
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -537,6 +577,7 @@ func (r *run) finish(start time.Time) {
 		r.sum.Audit.OK = rep.OK && len(reps) == len(r.nodes) && len(r.sum.Audit.Errors) == 0
 	}
 	r.sum.MachineMemUsed = machineMemUsed()
+	r.sum.Kernel = ReadKernelNet().Sub(r.sum.kernel0)
 	close(r.stopping)
 	// Clients first (they print their summaries), then the nodes.
 	var wg sync.WaitGroup

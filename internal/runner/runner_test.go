@@ -101,3 +101,41 @@ func TestShareSumsToRate(t *testing.T) {
 		}
 	}
 }
+
+func TestSnmpField(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "snmp")
+	body := "Ip: Forwarding InReceives\nIp: 1 42\nTcp: RtoAlgorithm ActiveOpens RetransSegs\nTcp: 1 7 635589\n"
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		prefix, name string
+		want         uint64
+	}{
+		{"Tcp:", "RetransSegs", 635589},
+		{"Ip:", "InReceives", 42},
+		{"Tcp:", "Missing", 0},
+		{"Udp:", "RetransSegs", 0},
+	} {
+		if got := snmpField(path, tc.prefix, tc.name); got != tc.want {
+			t.Errorf("snmpField(%s %s) = %d, want %d", tc.prefix, tc.name, got, tc.want)
+		}
+	}
+	k := ReadKernelNet() // the real counters: readable here, and never going back
+	if later := ReadKernelNet().Sub(k); later.BacklogDrops > 1<<40 || later.Retransmits > 1<<40 {
+		t.Errorf("counters went backwards: %+v", later)
+	}
+}
+
+func TestBacklogAdvice(t *testing.T) {
+	sys := box
+	sys.Backlog = 1000
+	p, err := MakePlan(200_000, 0, 0, sys.Files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adv, err := Check(p, sys)
+	if err != nil || !strings.Contains(strings.Join(adv, "\n"), "sysctl -w net.core.netdev_max_backlog=65536") {
+		t.Fatalf("advice %q, err %v: want the netdev_max_backlog command", adv, err)
+	}
+}
