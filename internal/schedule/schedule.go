@@ -199,6 +199,35 @@ func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
 	return count
 }
 
+// Next returns the first slot j >= j0 of second sec at rate q whose user
+// this share owns, and false when there is none left in that second. A
+// process with a small share uses it to sleep until it has something to
+// send: with users spread by residue class, a window of Q positions covers
+// a process's users in bursts, and most seconds have none of its slots.
+func (s *Share) Next(sec int64, q, j0 int) (int, bool) {
+	if q <= 0 || s.plan == nil {
+		return 0, false
+	}
+	j0 = max(j0, 0)
+	n := int(s.plan.n)
+	start := int(s.plan.Start(sec, q))
+	for j := j0; j < q; {
+		p := (start + j) % n
+		l := min(q-j, n-p)
+		best := -1
+		for _, iv := range s.iv {
+			if lo, hi := max(int(iv.lo), p), min(int(iv.hi), p+l); lo < hi && (best < 0 || lo < best) {
+				best = lo
+			}
+		}
+		if best >= 0 {
+			return j + best - p, true
+		}
+		j += l
+	}
+	return 0, false
+}
+
 // Count returns how many slots of [j0, j1) in second sec at rate q this share
 // owns, without enumerating them.
 func (s *Share) Count(sec int64, q, j0, j1 int) int { return s.Each(sec, q, j0, j1, nil) }

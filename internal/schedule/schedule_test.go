@@ -3,6 +3,7 @@ package schedule
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -307,4 +308,46 @@ func BenchmarkSecond(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*q), "ns/slot")
 	_ = sink
+}
+
+// TestNextMatchesEach checks Next against the slots Each enumerates: for
+// every owned slot j, Next(j0) for j0 just after the previous owned slot is
+// j, and after the last one there is none.
+func TestNextMatchesEach(t *testing.T) {
+	for _, tc := range []struct {
+		n        uint32
+		from, to uint32
+		q        int
+	}{
+		{1000, 1, 1000, 300},
+		{1000, 400, 480, 300},
+		{1000, 1, 77, 2500}, // Q > N: positions wrap
+		{1_000_000, 500_001, 519_230, 5000},
+		{1_000_000, 1, 19_230, 60_000},
+		{37, 5, 5, 10},
+	} {
+		p, err := New(tc.n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := p.Share(tc.from, tc.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for sec := int64(1_700_000_000); sec < 1_700_000_000+20; sec++ {
+			var owned []int
+			sh.Each(sec, tc.q, 0, tc.q, func(_ uint32, j int) { owned = append(owned, j) })
+			slices.Sort(owned)
+			prev := 0
+			for _, j := range owned {
+				if got, ok := sh.Next(sec, tc.q, prev); !ok || got != j {
+					t.Fatalf("%+v sec %d: Next(%d) = %d, %v; want %d", tc, sec, prev, got, ok, j)
+				}
+				prev = j + 1
+			}
+			if got, ok := sh.Next(sec, tc.q, prev); ok {
+				t.Fatalf("%+v sec %d: Next(%d) = %d after the last owned slot", tc, sec, prev, got)
+			}
+		}
+	}
 }
