@@ -30,6 +30,7 @@ const (
 	sendsPerTick = 16
 	maxAutoTick  = 8 * time.Millisecond
 	autoLinger   = 600 * time.Microsecond
+	perSendWork  = 15 * time.Microsecond // a send and its answer on the loop, with room to spare
 	// idleTick is the period at rate 0 (during the ramp): a new rate takes
 	// effect within it. At 5 ms, 50 idle client processes spent a core.
 	idleTick = 100 * time.Millisecond
@@ -188,7 +189,11 @@ func (s *scheduler) flush(linger time.Duration) {
 		// Queued sends count as in flight until the loop has run them, so
 		// that the drain at the end waits for the last tick's batches.
 		queued := int64(len(b.items))
-		b.linger = linger
+		// The loop must also find time to write this batch and read its
+		// answers within the tick: a larger batch lingers less (at 40,000
+		// shakes/s on one loop, a fixed 600 µs linger raised p99 from 8 ms
+		// to 53 ms).
+		b.linger = max(0, linger-time.Duration(len(b.items))*perSendWork)
 		s.c.glob.inflight.Add(queued)
 		if err := b.l.el.Execute(s.ctx, b); err != nil {
 			// The loop is gone (the client is stopping): not sent.
