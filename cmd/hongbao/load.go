@@ -94,6 +94,17 @@ func runLoad(ctx context.Context, args []string) error {
 		o.Log = os.Stderr
 	}
 	applySchedBatch(batch, slog.Default())
+	// The JSON summary goes out as soon as the load is over, before the
+	// connections are closed (see load.Options.OnSummary).
+	var (
+		printed  bool
+		printErr error
+	)
+	if asJSON {
+		o.OnSummary = func(sum *load.Summary) {
+			printed, printErr = true, json.NewEncoder(os.Stdout).Encode(sum)
+		}
+	}
 	cl, err := load.New(o)
 	if errors.Is(err, load.ErrOptions) {
 		return c.usageErr("%v", err)
@@ -102,11 +113,13 @@ func runLoad(ctx context.Context, args []string) error {
 		return err
 	}
 	sum, err := cl.Run(ctx)
-	if sum != nil && asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		if e := enc.Encode(sum); e != nil {
+	if sum != nil && asJSON && !printed {
+		if e := json.NewEncoder(os.Stdout).Encode(sum); e != nil {
 			return e
 		}
+	}
+	if printErr != nil {
+		return printErr
 	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("load: %w", err)
