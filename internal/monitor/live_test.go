@@ -133,17 +133,22 @@ func TestRealProcessesMergeToTheirTotals(t *testing.T) {
 			t.Errorf("%s: series sums to %v, totals say %v", c.name, c.have, c.want)
 		}
 	}
-	// Every second of the load has all three processes, their CPU and memory.
-	loadSecs := 0
+	// Every second of the load has all three processes, their CPU and
+	// memory; every whole one has answers (the first and the last can be a
+	// few milliseconds of load, shorter than the clients' 8 ms tick).
+	var load []monitor.Second
 	for _, s := range secs {
-		if s.Phase != "load" {
-			continue
+		if s.Phase == "load" {
+			load = append(load, s)
 		}
-		loadSecs++
+	}
+	loadSecs := len(load)
+	for i, s := range load {
 		if len(s.Procs) != 3 || len(s.Missing) != 0 {
 			t.Errorf("t=%d: %d procs, missing %v", s.T, len(s.Procs), s.Missing)
 		}
-		if s.Latency == nil || s.Latency.Count == 0 || s.Server["connections"] != 400 {
+		whole := i > 0 && i < len(load)-1
+		if (whole && (s.Latency == nil || s.Latency.Count == 0)) || s.Server["connections"] != 400 {
 			t.Errorf("t=%d: latency %+v, server connections %v", s.T, s.Latency, s.Server["connections"])
 		}
 		for _, p := range s.Procs {
