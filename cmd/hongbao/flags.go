@@ -110,7 +110,7 @@ func (c *command) parse(args []string) error {
 
 // schedBatchFlag defines --sched-batch on fs.
 func schedBatchFlag(fs *flag.FlagSet, on *bool) {
-	fs.BoolVar(on, "sched-batch", true, "run under SCHED_BATCH: no wake-up preemption, fewer context switches (package schedbatch)")
+	fs.BoolVar(on, "sched-batch", true, "run under Linux SCHED_BATCH: a woken reader does not preempt the writer, so fewer context switches")
 }
 
 // applySchedBatch puts the process in SCHED_BATCH when on; a failure only
