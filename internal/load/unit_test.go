@@ -12,6 +12,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"hongbao/internal/proto"
+	"hongbao/internal/schedule"
 )
 
 // fakeConn is the part of gnet.Conn the handler uses, over an in-memory
@@ -426,5 +427,66 @@ func TestStateWord(t *testing.T) {
 	}
 	if st := u.state.Load(); st&(flEver|flTried) != flEver|flTried || loopOf(st) != 0 {
 		t.Fatalf("after wrap: state %x", st)
+	}
+}
+
+// TestPacing checks the sender's automatic pacing: the tick grows as this
+// process's share of the rate shrinks (1-8 ms, 100 ms idle), the linger
+// stays within half a tick, and wait never sleeps less than a tick nor past
+// idleTick, nor past this process's next own slot by more than a tick.
+func TestPacing(t *testing.T) {
+	newClient := func(total int, from, to uint32, qps int, o Options) *Client {
+		t.Helper()
+		plan, err := schedule.New(uint32(total))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := plan.Share(from, to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Total = total
+		c := &Client{o: o, from: from, to: to, share: sh}
+		c.qps.Store(int64(qps))
+		return c
+	}
+	for _, tc := range []struct {
+		name           string
+		c              *Client
+		tick, lingerAt time.Duration // lingerAt: linger for a tick of tick
+	}{
+		{"one process at 18,000/s", newClient(18000, 1, 18000, 18000, Options{}), time.Millisecond, 500 * time.Microsecond},
+		{"one of 52 at 30,000/s", newClient(1_000_000, 1, 19230, 30000, Options{}), maxAutoTick, autoLinger},
+		{"idle", newClient(1000, 1, 1000, 0, Options{}), idleTick, autoLinger},
+		{"demo: 5,000/s over 10,000", newClient(10000, 1, 10000, 5000, Options{}), 3200 * time.Microsecond, autoLinger},
+		{"fixed tick, no linger", newClient(1000, 1, 1000, 100, Options{Tick: 2 * time.Millisecond, Linger: -1}), 2 * time.Millisecond, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.c
+			if got := c.tick(); got != tc.tick {
+				t.Errorf("tick %v, want %v", got, tc.tick)
+			}
+			if got := c.linger(tc.tick); got != tc.lingerAt {
+				t.Errorf("linger %v, want %v", got, tc.lingerAt)
+			}
+			q := c.QPS()
+			for sec := int64(1_700_000_000); sec < 1_700_000_000+30; sec++ {
+				for _, at := range []int64{0, 250e6, 999e6} {
+					now := sec*1e9 + at
+					j1 := schedule.Due(q, time.Duration(at))
+					w := c.wait(sec, q, j1, now)
+					if w < min(c.tick(), idleTick) || w > idleTick {
+						t.Fatalf("wait %v at %d+%d ns: outside [tick %v, %v]", w, sec, at, c.tick(), idleTick)
+					}
+					// No own slot is skipped by more than a tick.
+					if j, ok := c.share.Next(sec, q, j1); ok {
+						due := sec*1e9 + int64(schedule.SlotOffset(j, q))
+						if now+int64(w) > max(due, now)+int64(c.tick()) {
+							t.Fatalf("sleeps %v past slot %d due at +%v", w, j, time.Duration(due-now))
+						}
+					}
+				}
+			}
+		})
 	}
 }
