@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -76,24 +75,8 @@ func runBench(ctx context.Context, args []string) error {
 	o.Bin, o.Dir, o.Log = bin, dir, os.Stderr
 	if cost > 0 {
 		rep, err := bench.MonitorCost(ctx, o, cost)
-		if rep != nil {
-			if e := printJSON(rep); e != nil {
-				return e
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("bench: %w", err)
-		}
-		return nil
+		return printReport("bench", rep, err)
 	}
 	rep, err := bench.Run(ctx, o)
-	if rep != nil {
-		if e := printJSON(rep); e != nil {
-			return e
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("bench: %w", err)
-	}
-	return nil
+	return printReport("bench", rep, err)
 }

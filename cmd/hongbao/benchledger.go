@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"time"
 
@@ -38,13 +37,5 @@ func runBenchLedger(ctx context.Context, args []string) error {
 	}
 	o.Log = os.Stderr
 	rep, err := bench.RunLedger(ctx, o)
-	if rep != nil {
-		if e := printJSON(rep); e != nil {
-			return e
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("bench-ledger: %w", err)
-	}
-	return nil
+	return printReport("bench-ledger", rep, err)
 }

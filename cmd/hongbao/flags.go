@@ -136,3 +136,17 @@ func printJSON(v any) error {
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
+
+// printReport prints a benchmark's report (also a partial one that comes
+// with an error) and passes the error on.
+func printReport[R any](cmd string, rep *R, err error) error {
+	if rep != nil {
+		if e := printJSON(rep); e != nil {
+			return e
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil
+}

@@ -96,14 +96,9 @@ func runLoad(ctx context.Context, args []string) error {
 	applySchedBatch(batch, slog.Default())
 	// The JSON summary goes out as soon as the load is over, before the
 	// connections are closed (see load.Options.OnSummary).
-	var (
-		printed  bool
-		printErr error
-	)
+	var printErr error
 	if asJSON {
-		o.OnSummary = func(sum *load.Summary) {
-			printed, printErr = true, json.NewEncoder(os.Stdout).Encode(sum)
-		}
+		o.OnSummary = func(sum *load.Summary) { printErr = json.NewEncoder(os.Stdout).Encode(sum) }
 	}
 	cl, err := load.New(o)
 	if errors.Is(err, load.ErrOptions) {
@@ -112,12 +107,7 @@ func runLoad(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	sum, err := cl.Run(ctx)
-	if sum != nil && asJSON && !printed {
-		if e := json.NewEncoder(os.Stdout).Encode(sum); e != nil {
-			return e
-		}
-	}
+	_, err = cl.Run(ctx)
 	if printErr != nil {
 		return printErr
 	}

@@ -10,6 +10,7 @@ import (
 
 	"hongbao/internal/harness"
 	"hongbao/internal/monitor"
+	"hongbao/internal/procstat"
 	"hongbao/internal/server"
 )
 
@@ -156,6 +157,17 @@ func waitOnline(ctx context.Context, srv *harness.ServerProc, lp *harness.LoadPr
 	}
 }
 
+// readServer reads the server process's CPU and memory and its counters,
+// one end of a measured window.
+func readServer(srv *harness.ServerProc) (procstat.Sample, server.Stats, error) {
+	s, err := srv.Sample()
+	if err != nil {
+		return s, server.Stats{}, err
+	}
+	st, err := srv.Admin.ServerStats()
+	return s, st, err
+}
+
 // costWindow measures the server for d with monitoring on or off.
 func costWindow(ctx context.Context, srv *harness.ServerProc, on bool, d time.Duration) (*CostWindow, error) {
 	paused := "1"
@@ -169,11 +181,7 @@ func costWindow(ctx context.Context, srv *harness.ServerProc, on bool, d time.Du
 	if err := sleep(ctx, 1100*time.Millisecond); err != nil {
 		return nil, err
 	}
-	s0, err := srv.Sample()
-	if err != nil {
-		return nil, err
-	}
-	st0, err := srv.Admin.ServerStats()
+	s0, st0, err := readServer(srv)
 	if err != nil {
 		return nil, err
 	}
@@ -201,11 +209,7 @@ loop:
 			}
 		}
 	}
-	s1, err := srv.Sample()
-	if err != nil {
-		return nil, err
-	}
-	st1, err := srv.Admin.ServerStats()
+	s1, st1, err := readServer(srv)
 	if err != nil {
 		return nil, err
 	}

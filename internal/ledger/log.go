@@ -109,15 +109,23 @@ func Open(dir string) (*Log, *State, error) {
 // Path is the ledger file's path.
 func (l *Log) Path() string { return l.path }
 
+// refusing is why the log takes no more records (its write error, or
+// ErrClosed once closing), or nil. l.mu must be held.
+func (l *Log) refusing() error {
+	switch {
+	case l.failed != nil:
+		return l.failed
+	case l.closing:
+		return ErrClosed
+	}
+	return nil
+}
+
 // Append queues r (copied) and calls done once it is durable. A nil r is a
 // barrier: done runs once everything appended before it is durable.
 func (l *Log) Append(r *Record, done Done) {
 	l.mu.Lock()
-	if l.closing || l.failed != nil {
-		err := l.failed
-		if err == nil {
-			err = ErrClosed
-		}
+	if err := l.refusing(); err != nil {
 		l.mu.Unlock()
 		if done != nil {
 			done.Durable(r, err)
@@ -147,11 +155,7 @@ func (l *Log) Append(r *Record, done Done) {
 // offset is exactly the state made by those records (see ReplayTo).
 func (l *Log) Mark(at func(off int64, err error)) {
 	l.mu.Lock()
-	if l.closing || l.failed != nil {
-		err := l.failed
-		if err == nil {
-			err = ErrClosed
-		}
+	if err := l.refusing(); err != nil {
 		l.mu.Unlock()
 		at(0, err)
 		return

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -505,15 +504,19 @@ func (r *run) startPackets() error {
 }
 
 // setQPS sets the global rate on every client.
-func (r *run) setQPS(q int) error {
-	errs := make([]error, len(r.clients))
+// postQPS sets rate q on each of clients at once; errs[i] is clients[i]'s.
+func postQPS(clients []*harness.LoadProc, q int) []error {
+	errs := make([]error, len(clients))
 	var wg sync.WaitGroup
-	for i, c := range r.clients {
+	for i, c := range clients {
 		wg.Go(func() { errs[i] = c.Admin.Post("/qps?qps="+strconv.Itoa(q), nil, nil) })
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return errs
 }
+
+// setQPS sets every client's rate once.
+func (r *run) setQPS(q int) error { return errors.Join(postQPS(r.clients, q)...) }
 
 // setQPSPatiently sets every client's rate, retrying those that do not
 // answer: on an overloaded box a client's admin listener can take longer
@@ -522,26 +525,21 @@ func (r *run) setQPS(q int) error {
 // its report shows the rate the clients actually sent.
 func (r *run) setQPSPatiently(q int) {
 	gen := r.rateGen.Add(1)
-	pending := slices.Clone(r.clients)
+	pending := r.clients
 	deadline := time.Now().Add(time.Minute)
 	for len(pending) > 0 && r.rateGen.Load() == gen { // a later phase's rate wins
-		errs := make([]error, len(pending))
-		var wg sync.WaitGroup
-		for i, c := range pending {
-			wg.Go(func() { errs[i] = c.Admin.Post("/qps?qps="+strconv.Itoa(q), nil, nil) })
-		}
-		wg.Wait()
+		errs := postQPS(pending, q)
 		var still []*harness.LoadProc
 		for i, err := range errs {
 			if err != nil {
 				still = append(still, pending[i])
 			}
 		}
-		if len(still) > 0 && time.Now().After(deadline) {
+		switch {
+		case len(still) > 0 && time.Now().After(deadline):
 			fmt.Fprintf(r.o.Out, "warning: %d clients did not take rate %d within a minute: %v\n", len(still), q, errors.Join(errs...))
 			return
-		}
-		if len(still) > 0 {
+		case len(still) > 0:
 			fmt.Fprintf(r.o.Out, "warning: %d clients slow to take rate %d; retrying\n", len(still), q)
 		}
 		pending = still

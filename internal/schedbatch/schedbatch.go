@@ -42,9 +42,3 @@ func Apply() error {
 	}
 	return nil
 }
-
-// Enabled reports whether the calling thread runs under SCHED_BATCH.
-func Enabled() bool {
-	a, err := unix.SchedGetAttr(0, 0)
-	return err == nil && a.Policy == unix.SCHED_BATCH
-}

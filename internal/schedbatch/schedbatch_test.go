@@ -26,7 +26,13 @@ func TestApplySetsEveryThread(t *testing.T) {
 			t.Errorf("thread %d has policy %d, want SCHED_BATCH", tid, a.Policy)
 		}
 	}
-	if !Enabled() {
-		t.Error("Enabled() = false after Apply")
+	if !enabled() {
+		t.Error("enabled() = false after Apply")
 	}
+}
+
+// enabled reports whether the calling thread runs under SCHED_BATCH.
+func enabled() bool {
+	a, err := unix.SchedGetAttr(0, 0)
+	return err == nil && a.Policy == unix.SCHED_BATCH
 }

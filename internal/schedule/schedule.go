@@ -161,27 +161,40 @@ func (s *Share) Plan() *Plan { return s.plan }
 // Users returns the owned user range.
 func (s *Share) Users() (from, to uint32) { return s.from, s.to }
 
+// chunks calls visit for slots [j0, j1) of second sec at rate q in chunks
+// whose positions do not wrap: slots [j, j+l) are at positions [p, p+l).
+// The chunks come in slot order; chunks stops when visit returns false.
+func (s *Share) chunks(sec int64, q, j0, j1 int, visit func(j, p, l int) bool) {
+	if q <= 0 || s.plan == nil {
+		return
+	}
+	n := int(s.plan.n)
+	start := int(s.plan.Start(sec, q))
+	for j := max(j0, 0); j < min(j1, q); {
+		p := (start + j) % n
+		l := min(min(j1, q)-j, n-p)
+		if !visit(j, p, l) {
+			return
+		}
+		j += l
+	}
+}
+
+// owned is the part [lo, hi) of positions [p, p+l) in residue class r
+// that this share owns; lo >= hi when none.
+func (s *Share) owned(r, p, l int) (lo, hi int) {
+	return max(int(s.iv[r].lo), p), min(int(s.iv[r].hi), p+l)
+}
+
 // Each calls fn(id, j) for every slot j in [j0, j1) of second sec at rate q
 // whose user this share owns, and returns how many it called. The calls come
 // grouped by residue class, not in slot order. Each does not allocate as
 // long as fn does not; a nil fn only counts.
 func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
-	if q <= 0 || s.plan == nil {
-		return 0
-	}
-	j0 = max(j0, 0)
-	j1 = min(j1, q)
-	n := int(s.plan.n)
-	start := int(s.plan.Start(sec, q))
 	count := 0
-	// Walk the slot range in chunks whose positions do not wrap: slots
-	// [j, j+l) map to positions [p, p+l).
-	for j := j0; j < j1; {
-		p := (start + j) % n
-		l := min(j1-j, n-p)
+	s.chunks(sec, q, j0, j1, func(j, p, l int) bool {
 		for r := range s.iv {
-			iv := s.iv[r]
-			lo, hi := max(int(iv.lo), p), min(int(iv.hi), p+l)
+			lo, hi := s.owned(r, p, l)
 			if lo >= hi {
 				continue
 			}
@@ -194,8 +207,8 @@ func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
 			}
 			count += hi - lo
 		}
-		j += l
-	}
+		return true
+	})
 	return count
 }
 
@@ -205,27 +218,16 @@ func (s *Share) Each(sec int64, q, j0, j1 int, fn func(id uint32, j int)) int {
 // send: with users spread by residue class, a window of Q positions covers
 // a process's users in bursts, and most seconds have none of its slots.
 func (s *Share) Next(sec int64, q, j0 int) (int, bool) {
-	if q <= 0 || s.plan == nil {
-		return 0, false
-	}
-	j0 = max(j0, 0)
-	n := int(s.plan.n)
-	start := int(s.plan.Start(sec, q))
-	for j := j0; j < q; {
-		p := (start + j) % n
-		l := min(q-j, n-p)
-		best := -1
-		for _, iv := range s.iv {
-			if lo, hi := max(int(iv.lo), p), min(int(iv.hi), p+l); lo < hi && (best < 0 || lo < best) {
-				best = lo
+	best := -1
+	s.chunks(sec, q, j0, q, func(j, p, l int) bool {
+		for r := range s.iv {
+			if lo, hi := s.owned(r, p, l); lo < hi && (best < 0 || j+lo-p < best) {
+				best = j + lo - p
 			}
 		}
-		if best >= 0 {
-			return j + best - p, true
-		}
-		j += l
-	}
-	return 0, false
+		return best < 0 // the first chunk with an owned slot holds the answer
+	})
+	return best, best >= 0
 }
 
 // Count returns how many slots of [j0, j1) in second sec at rate q this share
