@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"os"
@@ -16,9 +17,10 @@ import (
 // spreadsheets, pandas or gnuplot can read it without knowing the NDJSON.
 // A figure a second does not have (no process of that kind reported it)
 // is an empty cell, not 0. Rows are written once their second can no
-// longer be amended by a late sample (amendable seconds after it closed)
-// and, for the rest, when the monitor closes: every second has exactly one
-// row, with its final figures, in time order.
+// longer be amended by a late sample (Options.Amend after it closed) and,
+// for the rest, when the monitor closes: every second has exactly one row,
+// with its final figures, in time order (a second that closed with no
+// process expected and got a record from late samples too).
 
 // CSVHeader is the header row: t, the load phase, the number of
 // processes, missing and late ones, the merged latency, the machines'
@@ -71,9 +73,10 @@ func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // csvOut writes the CSV file.
 type csvOut struct {
-	f     *os.File
-	w     *csv.Writer
-	queue []Second // closed seconds not yet written, in time order
+	f       *os.File
+	w       *csv.Writer
+	queue   []Second // closed seconds not yet written, in time order
+	written int64    // the last second written
 }
 
 // openCSV opens path for appending; a new or empty file gets the header,
@@ -106,14 +109,17 @@ func openCSV(path string) (*csvOut, error) {
 // add queues a closed second.
 func (c *csvOut) add(s Second) { c.queue = append(c.queue, s) }
 
-// amend replaces a queued second (one already written stays as it was:
-// it was past amending).
+// amend replaces a queued second, or queues in its place one that closed
+// with no record (one already written stays as it was: it was past
+// amending).
 func (c *csvOut) amend(s Second) {
-	for i := len(c.queue) - 1; i >= 0; i-- {
-		if c.queue[i].T == s.T {
-			c.queue[i] = s
-			return
-		}
+	i, found := slices.BinarySearchFunc(c.queue, s.T, func(q Second, t int64) int { return cmp.Compare(q.T, t) })
+	if found {
+		c.queue[i] = s
+		return
+	}
+	if s.T > c.written {
+		c.queue = slices.Insert(c.queue, i, s)
 	}
 }
 
@@ -124,6 +130,7 @@ func (c *csvOut) writeUpTo(t int64) error {
 		if err := c.w.Write(CSVRecord(c.queue[n])); err != nil {
 			return err
 		}
+		c.written = c.queue[n].T
 		n++
 	}
 	c.queue = append(c.queue[:0], c.queue[n:]...)

@@ -7,9 +7,16 @@
 // monitor's clock), so that processes whose samples travel late still land
 // in their own second. Every process known at that time that sent nothing
 // for t is listed in the second's Missing: its figures are absent, not
-// zero. A sample that arrives after its second was closed amends it (the
-// second is merged again, lists the process in Late, and is appended to the
-// file once more; readers keep the last record of each second).
+// zero. A sample that arrives after its second was closed, up to
+// Options.Amend later, amends it: the process is listed in Late, and the
+// second is merged again (at a bounded rate while many arrive) and appended
+// to the file once more when it can no longer be amended, or at Close;
+// readers keep the last record of each second. A second that closed with no
+// process expected (all silent for Retire: the monitor took nothing for a
+// while) has no record until a late sample brings one. When an amended
+// second is merged again, a process that has reported since it closed (one
+// retired during a silence that came back with its backlog) is expected in
+// it too, and listed in Missing if its sample for the second never comes.
 package monitor
 
 import (
@@ -52,15 +59,22 @@ type ProcSecond struct {
 var phaseOrder = map[string]int{"idle": 0, "ramp": 1, "load": 2, "drain": 3, "done": 4}
 
 // merge builds second t from its samples; expected are the processes that
-// should have sent one, late those whose sample came after the close.
-func merge(t int64, samples map[string]sample.Sample, expected []string, late map[string]bool) Second {
+// should have sent one, late those whose sample came after the close. The
+// latency histogram merges base (that of an earlier merge of t), the
+// samples' own and more (late samples' whose own were dropped from
+// samples): decoding a histogram is most of a merge's cost, so that of a
+// sample is decoded once, when it is first merged.
+func merge(t int64, samples map[string]sample.Sample, expected []string, late map[string]bool, base *sample.Latency, more []*sample.Latency) Second {
 	s := Second{T: t, Server: map[string]float64{}, Client: map[string]float64{}, Procs: []ProcSecond{}}
 	names := make([]string, 0, len(samples))
 	for n := range samples {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var hist *hdrhistogram.Histogram
+	var hists []*sample.Latency
+	if base != nil && base.Hist != "" {
+		hists = append(hists, base)
+	}
 	hosts := map[string]sample.NetDev{}
 	for _, n := range names {
 		smp := samples[n]
@@ -74,14 +88,8 @@ func merge(t int64, samples map[string]sample.Sample, expected []string, late ma
 		for k, v := range smp.Gauges {
 			dst[k] += v
 		}
-		if smp.Latency != nil {
-			if h, err := smp.Latency.Decode(); err == nil {
-				if hist == nil {
-					hist = h
-				} else {
-					hist.Merge(h)
-				}
-			}
+		if smp.Latency != nil && smp.Latency.Hist != "" {
+			hists = append(hists, smp.Latency)
 		}
 		if smp.Phase != "" && (s.Phase == "" || phaseOrder[smp.Phase] > phaseOrder[s.Phase]) {
 			s.Phase = smp.Phase
@@ -104,9 +112,12 @@ func merge(t int64, samples map[string]sample.Sample, expected []string, late ma
 		s.Net.RxPackets += h.RxPackets
 		s.Net.TxPackets += h.TxPackets
 	}
-	if hist != nil {
-		s.Latency = sample.LatencyOf(hist) // with the merged histogram: reports merge seconds into phases exactly
+	for _, l := range more {
+		if l != nil && l.Hist != "" {
+			hists = append(hists, l)
+		}
 	}
+	s.Latency = mergeLatency(hists)
 	for _, n := range expected {
 		if _, ok := samples[n]; !ok {
 			s.Missing = append(s.Missing, n)
@@ -114,4 +125,29 @@ func merge(t int64, samples map[string]sample.Sample, expected []string, late ma
 	}
 	sort.Strings(s.Missing)
 	return s
+}
+
+// mergeLatency merges the histograms of ls; the result carries the merged
+// histogram, so that reports merge seconds into phases exactly. A single
+// one is its own merge (no decoding: the percentiles are its own).
+func mergeLatency(ls []*sample.Latency) *sample.Latency {
+	if len(ls) == 1 {
+		return ls[0]
+	}
+	var hist *hdrhistogram.Histogram
+	for _, l := range ls {
+		h, err := l.Decode()
+		if err != nil {
+			continue
+		}
+		if hist == nil {
+			hist = h
+		} else {
+			hist.Merge(h)
+		}
+	}
+	if hist == nil {
+		return nil
+	}
+	return sample.LatencyOf(hist)
 }

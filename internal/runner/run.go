@@ -213,9 +213,9 @@ func orDefault(s, d string) string {
 
 // monitorGrace is how long the monitor waits for a second's samples. On a
 // box whose cores are saturated by a hundred processes, samples travel
-// seconds late; each late one re-merges and re-writes its second, so a short
-// grace turns lateness into a quadratic load on the runner (seen: with 1 s,
-// at 104 processes the monitor took the runner's CPU and progress stopped).
+// seconds late; a late one amends its closed second, which is merged again
+// later (at a bounded rate), so a longer grace keeps the series right the
+// first time and the runner's progress line current.
 const monitorGrace = 5 * time.Second
 
 // watch reports the child's death unless the run is stopping.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -18,8 +20,34 @@ import (
 const PushPath = "/api/push"
 
 // QueueLen is how many samples a Pusher keeps while the monitor is slow or
-// down; beyond it the oldest are dropped (and counted).
-const QueueLen = 60
+// down: five minutes of one a second, a few KB each. Beyond it the oldest
+// are dropped (and counted). A monitor amends a closed second with a late
+// sample for longer than that (monitor.Options.Amend), so a backlog that
+// fits here ends up in its series once it is delivered.
+const QueueLen = 300
+
+// BatchLen is the most samples one post carries. A backlog goes oldest
+// first in posts of bounded size, so that each costs a slow monitor a
+// bounded amount of work and each accepted one is progress. Posting the
+// whole backlog at once made every retry bigger than the last: on a
+// saturated box every post timed out, and the monitor took nothing for
+// minutes while doing ever more work.
+const BatchLen = 20
+
+// PostTimeout bounds one post. It is long because a monitor starved of CPU
+// is slow, not gone: a post it would have answered in 5 s and that we
+// abandon at 2 s is work it does for nothing, then again on the retry.
+const PostTimeout = 10 * time.Second
+
+// CloseTimeout bounds Close: the time left to deliver what is queued.
+const CloseTimeout = 3 * time.Second
+
+// Backoff after a failed post: it doubles up to maxBackoff, so that a
+// hundred pushers do not keep a struggling monitor busy with retries.
+const (
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
 
 // Pusher sends samples to a monitor from its own goroutine. Push never
 // blocks: the producer (a server's ticker) pays for a channel send at most.
@@ -32,10 +60,12 @@ type Pusher struct {
 	q       chan Sample
 	dropped atomic.Uint64
 	sent    atomic.Uint64
-	failed  atomic.Uint64
-	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
+	// ctx bounds every post; Close cancels it CloseTimeout after it is called.
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
 }
 
 // NewPusher starts a pusher to the monitor at addr (host:port or a URL)
@@ -48,15 +78,20 @@ func NewPusher(addr, name, kind string, log *slog.Logger) *Pusher {
 	if !strings.Contains(u, "://") {
 		u = "http://" + u
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pusher{
 		url:  strings.TrimSuffix(u, "/") + PushPath,
 		name: name,
 		kind: kind,
-		hc:   &http.Client{Timeout: 2 * time.Second},
+		hc:   &http.Client{}, // each post has its own deadline (PostTimeout, Close)
 		log:  log,
-		q:    make(chan Sample, QueueLen),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		// The run goroutine empties q between posts; while a post waits
+		// (up to PostTimeout) samples wait here, so q can hold a backlog.
+		q:      make(chan Sample, QueueLen),
+		ctx:    ctx,
+		cancel: cancel,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	go p.run()
 	return p
@@ -78,94 +113,193 @@ func (p *Pusher) Push(s Sample) {
 	}
 }
 
-// Dropped is the number of samples lost to a full queue.
+// Dropped is the number of samples lost: to a full queue, to a monitor
+// that refused them, or still undelivered when Close gave up.
 func (p *Pusher) Dropped() uint64 { return p.dropped.Load() }
 
 // Sent is the number of samples the monitor accepted.
 func (p *Pusher) Sent() uint64 { return p.sent.Load() }
 
-// Close sends what is queued and a goodbye (for up to a second) and stops:
-// the monitor then stops expecting samples from name.
+// Close sends what is queued, oldest first, and a goodbye, for up to
+// CloseTimeout (a post under way when it is called counts in that time),
+// and stops: the monitor then stops expecting samples from name. What is
+// left undelivered is counted in Dropped.
 func (p *Pusher) Close() {
 	p.once.Do(func() {
-		p.Push(Sample{Name: p.name, Kind: p.kind, Bye: true})
+		t := time.AfterFunc(CloseTimeout, p.cancel)
+		defer t.Stop()
 		close(p.stop)
+		<-p.done
 	})
 	<-p.done
 }
 
+// run takes the samples Push queues and posts them oldest first, at most
+// batch at a time; after a failure it keeps them, backs off and halves
+// batch, and after a success doubles it back up to BatchLen.
 func (p *Pusher) run() {
 	defer close(p.done)
-	var pending []Sample
+	defer p.cancel()
+	var (
+		pending  [][]byte // encoded samples (NDJSON lines), oldest first
+		batch    = BatchLen
+		backoff  time.Duration
+		retry    <-chan time.Time // set while backing off
+		fails    int              // consecutive failed posts
+		refusals int              // samples the monitor refused
+	)
 	for {
-		select {
-		case s := <-p.q:
-			pending = append(pending, s)
-		case <-p.stop:
-			for drained := false; !drained; {
-				select {
-				case s := <-p.q:
-					pending = append(pending, s)
-				default:
-					drained = true
-				}
-			}
-			if len(pending) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_ = p.post(ctx, pending)
-				cancel()
-			}
-			return
-		}
-		// Take whatever else is queued into the same request.
-		for more := true; more; {
+		if len(pending) == 0 || retry != nil {
 			select {
 			case s := <-p.q:
-				pending = append(pending, s)
-			default:
-				more = false
-			}
-		}
-		if n := len(pending) - QueueLen; n > 0 {
-			p.dropped.Add(uint64(n))
-			pending = append(pending[:0], pending[n:]...)
-		}
-		if err := p.post(context.Background(), pending); err != nil {
-			if p.failed.Add(1) == 1 || p.failed.Load()%60 == 0 {
-				p.log.Warn("monitor push failed; keeping samples", "url", p.url, "pending", len(pending), "err", err)
-			}
-			// Back off a little; new samples keep queueing meanwhile.
-			select {
-			case <-time.After(500 * time.Millisecond):
+				pending = p.queue(pending, s)
+			case <-retry:
+				retry = nil
 			case <-p.stop:
+				p.drain(pending)
+				return
+			}
+			if len(pending) == 0 || retry != nil {
+				continue
+			}
+		} else {
+			select {
+			case <-p.stop:
+				p.drain(pending)
+				return
+			default:
+			}
+		}
+		pending = p.takeQueued(pending)
+		n := min(batch, len(pending))
+		err := p.post(PostTimeout, pending[:n])
+		if err == nil {
+			if fails > 0 {
+				p.log.Info("monitor push recovered", "url", p.url, "failed_posts", fails, "pending", len(pending)-n)
+			}
+			pending = shift(pending, n)
+			fails, backoff = 0, 0
+			batch = min(2*batch, BatchLen)
+			continue
+		}
+		if refused(err) {
+			// The monitor will not take these samples however often they
+			// are sent: find the one it refuses and drop it, so that it
+			// does not hold up those behind it.
+			if n == 1 {
+				p.dropped.Add(1)
+				pending = shift(pending, 1)
+				if refusals++; refusals == 1 || refusals%60 == 0 {
+					p.log.Warn("monitor refused a sample; dropped it", "url", p.url, "refused", refusals, "err", err)
+				}
+			} else {
+				batch = 1
 			}
 			continue
 		}
-		pending = pending[:0]
+		fails++
+		if fails == 1 || fails%60 == 0 {
+			p.log.Warn("monitor push failed; keeping samples", "url", p.url, "pending", len(pending), "failed_posts", fails, "err", err)
+		}
+		// A slow monitor gets smaller posts (down to one sample) and time;
+		// new samples keep queueing meanwhile.
+		batch = max(batch/2, 1)
+		backoff = min(max(2*backoff, minBackoff), maxBackoff)
+		retry = time.After(backoff)
 	}
 }
 
-func (p *Pusher) post(ctx context.Context, ss []Sample) error {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	for i := range ss {
-		if err := enc.Encode(&ss[i]); err != nil {
-			return err
+// drain delivers what is left when Close is called, then the goodbye,
+// until the first failure or Close's deadline.
+func (p *Pusher) drain(pending [][]byte) {
+	pending = p.takeQueued(pending)
+	if bye, err := json.Marshal(Sample{Name: p.name, Kind: p.kind, Bye: true}); err == nil {
+		pending = append(pending, append(bye, '\n'))
+	}
+	for len(pending) > 0 {
+		n := min(BatchLen, len(pending))
+		if err := p.post(CloseTimeout, pending[:n]); err != nil {
+			// The goodbye is the last line: everything before it is lost.
+			if lost := len(pending) - 1; lost > 0 {
+				p.dropped.Add(uint64(lost))
+				p.log.Warn("monitor push: closing with samples undelivered", "url", p.url, "lost", lost, "err", err)
+			}
+			return
+		}
+		pending = shift(pending, n)
+	}
+}
+
+// takeQueued moves what Push queued meanwhile behind pending.
+func (p *Pusher) takeQueued(pending [][]byte) [][]byte {
+	for {
+		select {
+		case s := <-p.q:
+			pending = p.queue(pending, s)
+		default:
+			return pending
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, &b)
+}
+
+// queue encodes s behind pending, dropping the oldest beyond QueueLen. A
+// sample is encoded once: a retry costs the pusher no more than a send.
+func (p *Pusher) queue(pending [][]byte, s Sample) [][]byte {
+	b, err := json.Marshal(&s)
+	if err != nil { // a NaN gauge: no monitor could take it
+		p.dropped.Add(1)
+		p.log.Warn("monitor push: cannot encode sample; dropped it", "t", s.T, "err", err)
+		return pending
+	}
+	pending = append(pending, append(b, '\n'))
+	if n := len(pending) - QueueLen; n > 0 {
+		p.dropped.Add(uint64(n))
+		pending = shift(pending, n)
+	}
+	return pending
+}
+
+// shift removes the first n of pending, releasing them.
+func shift(pending [][]byte, n int) [][]byte {
+	clear(pending[:n])
+	return pending[n:]
+}
+
+// statusError is a monitor's answer other than 2xx.
+type statusError struct {
+	code   int
+	status string
+}
+
+func (e *statusError) Error() string { return "monitor answered " + e.status }
+
+// refused reports whether err is the monitor rejecting the request itself
+// (4xx but a timeout or throttling), which sending it again cannot change.
+func refused(err error) bool {
+	var se *statusError
+	return errors.As(err, &se) && se.code/100 == 4 &&
+		se.code != http.StatusRequestTimeout && se.code != http.StatusTooManyRequests
+}
+
+// post sends lines (NDJSON) within timeout and Close's deadline.
+func (p *Pusher) post(timeout time.Duration, lines [][]byte) error {
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(bytes.Join(lines, nil)))
 	if err != nil {
-		return err
+		return fmt.Errorf("monitor push: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("monitor push: %w", err)
 	}
+	// Read the (short) answer so that the connection is reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("monitor answered %s", resp.Status)
+		return &statusError{code: resp.StatusCode, status: resp.Status}
 	}
-	p.sent.Add(uint64(len(ss)))
+	p.sent.Add(uint64(len(lines)))
 	return nil
 }
