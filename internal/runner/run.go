@@ -657,16 +657,22 @@ func (r *run) finish(start time.Time) {
 
 // drain waits until the nodes have answered every shake they received (an
 // overloaded box works through a backlog after the rate drops to 0): their
-// counters stay still for a second, at most 30 s. Then the monitor gets
-// two more seconds, so that its series covers everything the nodes counted.
+// counters stay still for a second, at most drainMax. A node too busy to
+// answer its stats is still working: the wait goes on (in a saturated
+// million-user run, stopping at the first unanswered poll read the nodes'
+// counts with 434,000 shakes still queued in their sockets, so the
+// monitor's sums and the clients' money exceeded them). Then the monitor
+// gets two more seconds, so that its series covers everything the nodes
+// counted.
 func (r *run) drain() {
 	var last uint64
 	stable := 0
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && stable < 4; {
+	for deadline := time.Now().Add(drainMax); time.Now().Before(deadline) && stable < 4; {
 		time.Sleep(250 * time.Millisecond)
 		st, err := r.nodeStats()
 		if err != nil {
-			break
+			stable = 0
+			continue
 		}
 		var n uint64
 		for _, s := range st {
@@ -680,6 +686,10 @@ func (r *run) drain() {
 	}
 	time.Sleep(2 * time.Second)
 }
+
+// drainMax bounds drain: a saturated box's backlog of a few seconds of
+// load, worked through at its capacity.
+const drainMax = 60 * time.Second
 
 // machineMemUsed is MemTotal - MemAvailable: user space and kernel together.
 func machineMemUsed() uint64 {
