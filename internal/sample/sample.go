@@ -44,7 +44,7 @@ type Sample struct {
 }
 
 // Latency is a second's latency histogram (µs, from the scheduled send to the
-// answer). Hist is the HdrHistogram in its compressed base64 form, so that
+// answer). Hist is the HdrHistogram's non-zero buckets (hist.go), so that
 // the monitor can merge several processes exactly; the percentiles are this
 // process's own.
 type Latency struct {
@@ -62,9 +62,7 @@ func LatencyOf(h *hdrhistogram.Histogram) *Latency {
 		return nil
 	}
 	l := SummaryOf(h)
-	if b, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase); err == nil {
-		l.Hist = string(b) // Encode already returns base64 text
-	}
+	l.Hist = encodeHist(h)
 	return l
 }
 
@@ -84,11 +82,7 @@ func (l *Latency) Decode() (*hdrhistogram.Histogram, error) {
 	if l == nil || l.Hist == "" {
 		return nil, fmt.Errorf("sample: no histogram")
 	}
-	h, err := hdrhistogram.Decode([]byte(l.Hist))
-	if err != nil {
-		return nil, fmt.Errorf("sample: histogram: %w", err)
-	}
-	return h, nil
+	return decodeAny(l.Hist)
 }
 
 // ProcStats are the process's own resources.
