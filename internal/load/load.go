@@ -123,9 +123,12 @@ type Client struct {
 	timeout  time.Duration
 	loopsN   int
 
-	qps     atomic.Int64
-	epochNs int64 // wall clock origin of the µs timestamps in user rings
-	phase   atomic.Value
+	qps atomic.Int64
+	// rateChanged wakes the sender when SetQPS changes the rate, so that it
+	// can sleep until its next slot, however far, instead of polling.
+	rateChanged chan struct{}
+	epochNs     int64 // wall clock origin of the µs timestamps in user rings
+	phase       atomic.Value
 
 	cli     *gnet.Client
 	loopsMu sync.Mutex
@@ -215,21 +218,22 @@ func New(o Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		o:        o,
-		baseRSS:  base.RSS,
-		log:      slog.Default().With("component", "load"),
-		from:     o.From,
-		to:       o.To,
-		users:    make([]user, count),
-		share:    share,
-		raddr:    ta.String(),
-		raddrs:   raddrs,
-		nodeMap:  nmap,
-		timeout:  o.Timeout,
-		loopsN:   loops,
-		reasons:  make(map[string]uint64),
-		rampDone: make(chan struct{}),
-		dialQ:    make(chan *user),
+		rateChanged: make(chan struct{}, 1),
+		o:           o,
+		baseRSS:     base.RSS,
+		log:         slog.Default().With("component", "load"),
+		from:        o.From,
+		to:          o.To,
+		users:       make([]user, count),
+		share:       share,
+		raddr:       ta.String(),
+		raddrs:      raddrs,
+		nodeMap:     nmap,
+		timeout:     o.Timeout,
+		loopsN:      loops,
+		reasons:     make(map[string]uint64),
+		rampDone:    make(chan struct{}),
+		dialQ:       make(chan *user),
 	}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
@@ -305,7 +309,12 @@ func (c *Client) AdminAddr() string {
 // clock, so the new rate takes effect at the next second boundary, when all
 // processes that were told the same rate switch together.
 func (c *Client) SetQPS(q int) {
-	c.qps.Store(int64(max(q, 0)))
+	if c.qps.Swap(int64(max(q, 0))) != int64(max(q, 0)) {
+		select {
+		case c.rateChanged <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}
 }
 
 // QPS is the current global rate.

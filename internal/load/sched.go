@@ -31,8 +31,10 @@ const (
 	maxAutoTick  = 8 * time.Millisecond
 	autoLinger   = 600 * time.Microsecond
 	perSendWork  = 15 * time.Microsecond // a send and its answer on the loop, with room to spare
-	// idleTick is the period at rate 0 (during the ramp): a new rate takes
-	// effect within it. At 5 ms, 50 idle client processes spent a core.
+	// idleTick is the shortest sleep at rate 0 (during the ramp). The
+	// sender sleeps to the next second there, or until SetQPS wakes it:
+	// at 5 ms, 50 idle client processes spent a core, and at 100 ms each
+	// still cost ~60 context switches a second in timer wake-ups.
 	idleTick = 100 * time.Millisecond
 )
 
@@ -67,25 +69,24 @@ func (c *Client) tick() time.Duration {
 
 // wait is how long the sender sleeps at now (Unix ns, in second sec at
 // rate q, slots below j1 sent): until this process's next slot, but at
-// least a tick (so that sends gather into batches) and at most idleTick (a
-// new rate takes effect within it). With a million users over fifty
-// processes, each process's slots come in bursts (see package schedule) and
-// most seconds have none: such a process wakes ten times a second instead
-// of 125.
+// least a tick (so that sends gather into batches). Without a slot this
+// second or the next it sleeps to the next second boundary, where a new
+// rate takes effect; a rate set meanwhile wakes it at once (SetQPS). With
+// a million users over fifty processes, each process's slots come in
+// bursts (see package schedule) and most seconds have none: such a process
+// wakes a few times a second instead of 125.
 func (c *Client) wait(sec int64, q, j1 int, now int64) time.Duration {
-	next := int64(-1)
+	next := (sec + 1) * 1e9
 	if j, ok := c.share.Next(sec, q, j1); ok {
 		next = sec*1e9 + int64(schedule.SlotOffset(j, q))
 	} else if qn := c.QPS(); qn > 0 {
 		if j, ok := c.share.Next(sec+1, qn, 0); ok {
 			next = (sec+1)*1e9 + int64(schedule.SlotOffset(j, qn))
+		} else {
+			next = (sec + 2) * 1e9
 		}
 	}
-	d := idleTick
-	if next >= 0 {
-		d = time.Duration(next - now)
-	}
-	return min(max(d, c.tick()), idleTick)
+	return max(time.Duration(next-now), c.tick())
 }
 
 // linger is how long a loop sleeps after sending a batch at period tick.
@@ -124,6 +125,8 @@ func (c *Client) schedule(stop <-chan struct{}) {
 			s.flush(0)
 			return
 		case <-tk.C:
+		case <-c.rateChanged:
+			tk.Stop()
 		}
 		now = time.Now().UnixNano()
 		nowSec := now / 1e9
