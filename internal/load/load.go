@@ -176,7 +176,7 @@ func New(o Options) (*Client, error) {
 		return nil, fmt.Errorf("%w: users %d..%d of %d", ErrOptions, o.From, o.To, o.Total)
 	}
 	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 || o.Loops < 0 || o.Tick < 0 {
-		return nil, fmt.Errorf("%w: negative QPS, Ramp, Duration, Timeout or Loops", ErrOptions)
+		return nil, fmt.Errorf("%w: negative QPS, Ramp, Duration, Timeout, Loops or Tick", ErrOptions)
 	}
 	if !o.Classic && len(o.Secret) == 0 {
 		return nil, fmt.Errorf("%w: a token secret is needed unless Classic", ErrOptions)
@@ -309,7 +309,8 @@ func (c *Client) AdminAddr() string {
 // clock, so the new rate takes effect at the next second boundary, when all
 // processes that were told the same rate switch together.
 func (c *Client) SetQPS(q int) {
-	if c.qps.Swap(int64(max(q, 0))) != int64(max(q, 0)) {
+	q = max(q, 0)
+	if c.qps.Swap(int64(q)) != int64(q) {
 		select {
 		case c.rateChanged <- struct{}{}:
 		default: // a wake-up is already pending

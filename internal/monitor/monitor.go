@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -539,13 +540,8 @@ func ReadFile(path string) ([]Second, error) {
 	}
 	defer f.Close()
 	by := map[int64]Second{}
-	dec := json.NewDecoder(bufio.NewReader(f))
-	for dec.More() {
-		var s Second
-		if err := dec.Decode(&s); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		by[s.T] = s
+	if err := eachRecord(f, func(s Second) { by[s.T] = s }); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	out := make([]Second, 0, len(by))
 	for _, s := range by {
@@ -553,4 +549,18 @@ func ReadFile(path string) ([]Second, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].T < out[j].T })
 	return out, nil
+}
+
+// eachRecord calls fn for every record of a series file, in file order
+// (an amended second comes again after its first record).
+func eachRecord(r io.Reader, fn func(Second)) error {
+	dec := json.NewDecoder(bufio.NewReader(r))
+	for dec.More() {
+		var s Second
+		if err := dec.Decode(&s); err != nil {
+			return err
+		}
+		fn(s)
+	}
+	return nil
 }

@@ -1,8 +1,6 @@
 package monitor
 
 import (
-	"bufio"
-	"encoding/json"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -96,13 +94,8 @@ func recordsPerSecond(t *testing.T, path string) map[int64]int {
 	}
 	defer f.Close()
 	n := map[int64]int{}
-	dec := json.NewDecoder(bufio.NewReader(f))
-	for dec.More() {
-		var s Second
-		if err := dec.Decode(&s); err != nil {
-			t.Fatal(err)
-		}
-		n[s.T]++
+	if err := eachRecord(f, func(s Second) { n[s.T]++ }); err != nil {
+		t.Fatal(err)
 	}
 	return n
 }

@@ -503,7 +503,6 @@ func (r *run) startPackets() error {
 	return nil
 }
 
-// setQPS sets the global rate on every client.
 // postQPS sets rate q on each of clients at once; errs[i] is clients[i]'s.
 func postQPS(clients []*harness.LoadProc, q int) []error {
 	errs := make([]error, len(clients))

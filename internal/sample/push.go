@@ -149,6 +149,8 @@ func (p *Pusher) run() {
 		refusals int              // samples the monitor refused
 	)
 	for {
+		// Nothing to send, or backing off: wait for a sample, the end of
+		// the back-off or Close.
 		if len(pending) == 0 || retry != nil {
 			select {
 			case s := <-p.q:
@@ -159,16 +161,13 @@ func (p *Pusher) run() {
 				p.drain(pending)
 				return
 			}
-			if len(pending) == 0 || retry != nil {
-				continue
-			}
-		} else {
-			select {
-			case <-p.stop:
-				p.drain(pending)
-				return
-			default:
-			}
+			continue
+		}
+		select {
+		case <-p.stop:
+			p.drain(pending)
+			return
+		default:
 		}
 		pending = p.takeQueued(pending)
 		n := min(batch, len(pending))
