@@ -8,20 +8,15 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"hongbao/internal/auth"
 	"hongbao/internal/proto"
 )
 
 // makeDialers returns one dialer per source address (or a single one that
-// lets the kernel choose). Binding to a source sets IP_BIND_ADDRESS_NO_PORT
-// first, so that the port is picked at connect time for the full 4-tuple;
-// without it bind() searches for a free port by itself and slows to a crawl
-// past ~15k sockets per address.
+// lets the kernel choose). Their ControlContext (earlyConnect, sock.go)
+// binds and connects with raw system calls.
 //
 // TCP keepalive is off (KeepAlive -1). Go's dialer turns it on by default
 // with probes every 15 s; over a million loopback connections that is
@@ -31,16 +26,11 @@ import (
 // a close, or answers that stop coming.
 func makeDialers(sources []netip.Addr) []net.Dialer {
 	if len(sources) == 0 {
-		return []net.Dialer{{Timeout: dialTimeout, KeepAlive: -1}}
+		sources = []netip.Addr{{}}
 	}
 	ds := make([]net.Dialer, len(sources))
 	for i, a := range sources {
-		ds[i] = net.Dialer{
-			Timeout:   dialTimeout,
-			KeepAlive: -1,
-			LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0)),
-			Control:   bindNoPort,
-		}
+		ds[i] = net.Dialer{Timeout: dialTimeout, KeepAlive: -1, ControlContext: earlyConnect(a)}
 	}
 	return ds
 }
@@ -51,26 +41,6 @@ func (c *Client) addrOf(u uint32) string {
 		return c.raddr
 	}
 	return c.raddrs[c.nodeMap.Of(u)]
-}
-
-// bindNoPort runs between socket() and bind(): it defers the choice of the
-// local port to connect().
-func bindNoPort(network, _ string, rc syscall.RawConn) error {
-	if network != "tcp4" && network != "tcp6" && network != "tcp" {
-		return nil
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	}); err != nil {
-		return fmt.Errorf("load: raw control: %w", err)
-	}
-	// Best effort on IPv6 sockets; on IPv4 ones the option is what makes a
-	// bound source address scale, so failing to set it is an error.
-	if serr != nil && network != "tcp6" {
-		return fmt.Errorf("load: set IP_BIND_ADDRESS_NO_PORT: %w", serr)
-	}
-	return nil
 }
 
 // dialLoop dials the users the feeder hands over until ctx is done. Each
@@ -123,7 +93,7 @@ func (c *Client) dial(ctx context.Context, u *user, signer *auth.Signer, buf []b
 		tok := signer.Mint(u.id, now.Add(tokenTTL))
 		frame = proto.AppendTokenLogin(buf, uint64(now.Unix()), u.id, &tok)
 	}
-	if _, err := nc.Write(frame); err != nil {
+	if err := writeFirst(nc, frame); err != nil {
 		_ = nc.Close()
 		c.logDialError(fmt.Errorf("write login: %w", err))
 		c.failed(u)
