@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -46,6 +47,25 @@ func TestMeterReadsProcess(t *testing.T) {
 }
 
 var sink int
+
+// The Go runtime's figures come without stopping the world and still count:
+// two collections between reads show as two cycles with a pause, and the
+// heap in use is about what runtime.ReadMemStats says.
+func TestMeterReadsGoRuntime(t *testing.T) {
+	var m Meter
+	m.Read()
+	runtime.GC()
+	runtime.GC()
+	p, _ := m.Read()
+	if p.GCs < 2 || p.GCPause <= 0 {
+		t.Errorf("after two collections: %d cycles, %g s paused", p.GCs, p.GCPause)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	if lo, hi := ms.HeapInuse/2, ms.HeapInuse*2; p.HeapBytes < lo || p.HeapBytes > hi {
+		t.Errorf("heap %d bytes, ReadMemStats says %d in use", p.HeapBytes, ms.HeapInuse)
+	}
+}
 
 // A pusher to a dead monitor never blocks and drops the oldest samples.
 func TestPusherDropsOldestWhenMonitorIsDown(t *testing.T) {
