@@ -44,7 +44,7 @@ func runLoad(ctx context.Context, args []string) error {
 		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin")
 		fs.DurationVar(&o.Duration, "duration", 0, "run time after all users are connected (0: until interrupted)")
 		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
-		fs.DurationVar(&o.Tick, "tick", 0, "send due requests this often; the wait counts in latency (0: auto, 1-5 ms by this process's rate)")
+		fs.DurationVar(&o.Tick, "tick", 0, "send due requests this often; the wait counts in latency (0: auto, 1-8 ms by this process's rate)")
 		fs.DurationVar(&o.Linger, "linger", 0, "after sending, sleep this long so answers are read in one wake-up (0: auto, 600µs at most half the tick; negative: never)")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
