@@ -5,7 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"hongbao/internal/harness"
@@ -60,7 +64,14 @@ func runRun(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	o.Bin, o.Out = bin, os.Stdout
+	// A closed stdout (`hongbao run ... | head`) would kill the runner with
+	// SIGPIPE before it stops its children and puts --tune's sysctls back.
+	// Ignored, the write fails with EPIPE instead, and that stops the run
+	// as SIGINT does.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o.Bin, o.Out = bin, &stopOnEPIPE{w: os.Stdout, stop: cancel}
 	sum, err := runner.Run(ctx, o)
 	if errors.Is(err, runner.ErrRefused) {
 		return err
@@ -75,4 +86,19 @@ func runRun(ctx context.Context, args []string) error {
 		return errRunFailed
 	}
 	return nil
+}
+
+// stopOnEPIPE writes to w and calls stop once when w's reader is gone.
+type stopOnEPIPE struct {
+	w    io.Writer
+	stop func()
+	once sync.Once
+}
+
+func (s *stopOnEPIPE) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	if errors.Is(err, syscall.EPIPE) {
+		s.once.Do(s.stop)
+	}
+	return n, err
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -163,10 +164,37 @@ func TestRunSIGINTStopsEveryChild(t *testing.T) {
 	}
 }
 
+// A run whose stdout is closed (`hongbao run | head`) is not killed by
+// SIGPIPE: it stops as on SIGINT, every child exits and the partial report
+// is written (and --tune's sysctls would be put back).
+func TestRunStopsCleanlyWhenStdoutCloses(t *testing.T) {
+	r := startRunToPhase2(t, 2000)
+	pids := readPids(t, r.dir)
+	if err := r.out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "closing its stdout")
+	if ws, ok := r.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signaled() {
+		t.Fatalf("run ended by a signal: %v\n%s", r.cmd.ProcessState, r.stderr.String())
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Fatalf("child %d still exists after the run: %v", pid, err)
+		}
+	}
+	if s := readSummary(t, r.dir); !s.Interrupted || s.Connect.Established != 2000 {
+		t.Fatalf("partial summary %+v", s)
+	}
+	if !strings.Contains(r.stderr.String(), "interrupted") {
+		t.Fatalf("stderr: %s", r.stderr.String())
+	}
+}
+
 // runProc is a `hongbao run` of two nodes started by a test and followed
 // until its phase 2 began.
 type runProc struct {
 	cmd    *exec.Cmd
+	out    io.ReadCloser // the run's stdout
 	dir    string
 	lines  []string // stdout up to "phase 2"
 	stderr *strings.Builder
@@ -182,6 +210,7 @@ func startRunToPhase2(t *testing.T, users int) *runProc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.out = out
 	r.cmd.Stderr = r.stderr
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
