@@ -21,15 +21,15 @@ import (
 // dialer until the poller reports the socket writable. Made raw, the P
 // stays with the dialer, and Go's own connect() finds the socket connected.
 // A million-user ramp on 2 cores (52 client processes) went from 74 s to
-// 56 s, and its CPU from about 150 to 130 s.
+// 58 s (median of 14 runs), and the run's CPU from 147-168 to 127-140 s.
 
 // earlyConnect is a net.Dialer's ControlContext: it binds the new socket to
 // src (when valid) with IP_BIND_ADDRESS_NO_PORT, so that the port is picked
 // at connect time for the full 4-tuple (without it bind() searches for a
 // free port by itself and slows to a crawl past ~15k sockets per address),
 // and starts the connect to the dialer's address. On loopback the connect
-// is complete when the call returns, so the dialer's own connect() finds
-// EISCONN and does not wait for the poller; elsewhere it finds EALREADY and
+// is complete when the call returns, so the dialer's own connect() returns
+// 0 and it does not wait for the poller; elsewhere it gets EALREADY and
 // waits as usual.
 func earlyConnect(src netip.Addr) func(ctx context.Context, network, address string, rc syscall.RawConn) error {
 	return func(_ context.Context, network, address string, rc syscall.RawConn) error {
