@@ -93,7 +93,7 @@ func (c *Client) dial(ctx context.Context, u *user, signer *auth.Signer, buf []b
 		tok := signer.Mint(u.id, now.Add(tokenTTL))
 		frame = proto.AppendTokenLogin(buf, uint64(now.Unix()), u.id, &tok)
 	}
-	if err := writeFirst(nc, frame); err != nil {
+	if err := writeFirst(nc.(*net.TCPConn), frame); err != nil { // a "tcp" dial's conn
 		_ = nc.Close()
 		c.logDialError(fmt.Errorf("write login: %w", err))
 		c.failed(u)

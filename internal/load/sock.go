@@ -95,13 +95,8 @@ func sockaddrCall(trap uintptr, fd int, v6 bool, ap netip.AddrPort) syscall.Errn
 
 // writeFirst writes b, the first bytes of a fresh connection, whole, with a
 // raw write: an empty send buffer takes them at once.
-func writeFirst(nc net.Conn, b []byte) error {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		_, err := nc.Write(b)
-		return err
-	}
-	rc, err := sc.SyscallConn()
+func writeFirst(tc *net.TCPConn, b []byte) error {
+	rc, err := tc.SyscallConn()
 	if err != nil {
 		return err
 	}

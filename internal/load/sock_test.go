@@ -48,7 +48,7 @@ func TestDialersRawConnect(t *testing.T) {
 			}
 			defer nc.Close()
 			msg := []byte("first bytes of the connection")
-			if err := writeFirst(nc, msg); err != nil {
+			if err := writeFirst(nc.(*net.TCPConn), msg); err != nil {
 				t.Fatalf("writeFirst: %v", err)
 			}
 

@@ -432,8 +432,9 @@ func TestStateWord(t *testing.T) {
 
 // TestPacing checks the sender's automatic pacing: the tick grows as this
 // process's share of the rate shrinks (1-8 ms, 100 ms idle), the linger
-// stays within half a tick, and wait never sleeps less than a tick nor past
-// idleTick, nor past this process's next own slot by more than a tick.
+// stays within half a tick, and wait never sleeps less than a tick, nor
+// past the second after next (idle: past the next second), nor past this
+// process's next own slot by more than a tick.
 func TestPacing(t *testing.T) {
 	newClient := func(total int, from, to uint32, qps int, o Options) *Client {
 		t.Helper()

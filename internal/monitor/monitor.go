@@ -115,11 +115,10 @@ type closed struct {
 	// merge again decodes only the new ones.
 	raw      map[string]sample.Sample
 	expected []string        // who was expected when it closed
-	late     map[string]bool // whose sample came after it closed
+	late     map[string]bool // whose sample came after it closed: amended if any
 	sec      *Second         // its latest merge; nil if it closed with no one expected
 	unmerged []*sample.Latency
 	dirty    bool // amended since sec was merged
-	stale    bool // amended since it was last written to the file
 }
 
 // New creates a monitor; Start runs its closing loop.
@@ -295,7 +294,7 @@ func (m *Monitor) amend(p *ProcInfo, s sample.Sample) {
 		c.late = map[string]bool{}
 	}
 	c.late[s.Name] = true
-	c.dirty, c.stale = true, true
+	c.dirty = true
 }
 
 // flushAmended merges again the oldest amended second, if remergeDuty
@@ -364,8 +363,8 @@ func (m *Monitor) finalizeUpTo(t int64) {
 	for _, s := range ts {
 		c := m.recent[s]
 		delete(m.recent, s)
-		if !c.stale {
-			continue
+		if len(c.late) == 0 {
+			continue // written when it closed, and never amended
 		}
 		// Merged again even if not dirty: it costs the counters only, and
 		// brings Missing up to date with the processes that came back.

@@ -15,6 +15,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"hongbao/internal/sample"
+	"hongbao/internal/wait"
 )
 
 // gate stands in front of a monitor's handler. Open, it lets requests
@@ -183,7 +184,7 @@ func TestSeriesCompleteAfterMonitorOutage(t *testing.T) {
 			for T := T0; T < T0+before; T++ {
 				produce(T)
 			}
-			waitFor(t, 10*time.Second, "samples before the outage were not received", func() bool {
+			wait.For(t, 10*time.Second, "samples before the outage were not received", func() bool {
 				return m.Status().Received >= uint64(before*len(procs))
 			})
 			closeTo(T0 + before - 1)
@@ -195,7 +196,7 @@ func TestSeriesCompleteAfterMonitorOutage(t *testing.T) {
 				produce(T)
 				closeTo(T)
 			}
-			waitFor(t, 10*time.Second, "the pushers did not try the monitor during the outage", func() bool {
+			wait.For(t, 10*time.Second, "the pushers did not try the monitor during the outage", func() bool {
 				return g.held.Load() >= int64(len(procs))
 			})
 			if n := len(m.Series(0)); n >= before+outage {
@@ -219,7 +220,7 @@ func TestSeriesCompleteAfterMonitorOutage(t *testing.T) {
 			if c.atClose {
 				closePushers()
 			} else {
-				waitFor(t, 30*time.Second, "the pushers did not deliver their backlog", func() bool {
+				wait.For(t, 30*time.Second, "the pushers did not deliver their backlog", func() bool {
 					for _, p := range pushers {
 						if p.Sent() < uint64(all) {
 							return false
@@ -276,16 +277,6 @@ func TestSeriesCompleteAfterMonitorOutage(t *testing.T) {
 				t.Errorf("CSV: %d rows summing to %v sent, want %d and %v", len(rows), csvSent, all, wantSent)
 			}
 		})
-	}
-}
-
-// waitFor polls cond until it holds or d has passed.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"hongbao/internal/wait"
 )
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -92,16 +94,6 @@ func (f *fakeMonitor) accepted() (ts []int64, biggest int) {
 	return ts, biggest
 }
 
-// waitFor polls cond until it holds or d has passed.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-	}
-}
-
 // TestPusherDeliversBacklogAfterOutage: while the monitor is unavailable
 // for longer than the pusher's old queue (60 samples), the pusher keeps
 // every sample; once it is back it delivers them all, oldest first, in
@@ -116,9 +108,9 @@ func TestPusherDeliversBacklogAfterOutage(t *testing.T) {
 			for i := range int64(n) {
 				p.Push(Sample{Name: "x", Kind: KindLoad, T: i, Counters: map[string]uint64{"sent": 1}})
 			}
-			waitFor(t, 5*time.Second, "the pusher never tried the monitor", func() bool { return f.attempts.Load() > 0 })
+			wait.For(t, 5*time.Second, "the pusher never tried the monitor", func() bool { return f.attempts.Load() > 0 })
 			f.up()
-			waitFor(t, 15*time.Second, "the backlog was not delivered", func() bool { return p.Sent() == n })
+			wait.For(t, 15*time.Second, "the backlog was not delivered", func() bool { return p.Sent() == n })
 			ts, biggest := f.accepted()
 			want := make([]int64, n)
 			for i := range want {
@@ -160,7 +152,7 @@ func TestPusherCloseIsBounded(t *testing.T) {
 				p.Push(Sample{Name: "x", Kind: KindServer, T: i})
 			}
 			if c.mode != "" {
-				waitFor(t, 5*time.Second, "the pusher never tried the monitor", func() bool { return f.attempts.Load() > 0 })
+				wait.For(t, 5*time.Second, "the pusher never tried the monitor", func() bool { return f.attempts.Load() > 0 })
 			}
 			start := time.Now()
 			p.Close()

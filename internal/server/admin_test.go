@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hongbao/internal/wait"
 )
 
 func TestAdminHealthz(t *testing.T) {
@@ -39,7 +41,7 @@ func TestAdminCampaigns(t *testing.T) {
 	}
 
 	// Both are listed; the budget one finishes issuing.
-	waitFor(t, 3*time.Second, "budget campaign issued", func() bool {
+	wait.For(t, 3*time.Second, "budget campaign issued", func() bool {
 		var list []CampaignInfo
 		httpJSON(t, s, "GET", "/api/campaigns", "", &list)
 		return len(list) == 2 && list[1].State == StateDone && list[1].Issued == 50
@@ -131,7 +133,7 @@ func TestAdminLargestBudget(t *testing.T) {
 		t.Fatalf("budget %d: %d", budget, code)
 	}
 	var sum uint64
-	waitFor(t, 3*time.Second, "all packets taken", func() bool {
+	wait.For(t, 3*time.Second, "all packets taken", func() bool {
 		r, err := c.Shake()
 		if err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"hongbao/internal/client"
 	"hongbao/internal/proto"
+	"hongbao/internal/wait"
 )
 
 // rawFrame builds a frame whose length field and real size may disagree
@@ -147,7 +148,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		})
 	}
 	// Every bad connection is gone; the bystander alone is left.
-	waitFor(t, 2*time.Second, "bad connections closed", func() bool {
+	wait.For(t, 2*time.Second, "bad connections closed", func() bool {
 		st := s.Stats()
 		return st.Connections == 1 && st.LoggedIn == 1
 	})
@@ -205,7 +206,7 @@ func TestSecondLoginReplacesFirst(t *testing.T) {
 		t.Fatalf("first connection: %+v %v, want ReasonReplaced", f.Header, err)
 	}
 	expectEOF(t, first)
-	waitFor(t, 2*time.Second, "old connection closed", func() bool { return s.Stats().Connections == 1 })
+	wait.For(t, 2*time.Second, "old connection closed", func() bool { return s.Stats().Connections == 1 })
 	if n := s.Stats().LoggedIn; n != 1 {
 		t.Fatalf("logged in = %d after the old connection closed, want 1", n)
 	}
@@ -219,12 +220,12 @@ func TestSecondLoginReplacesFirst(t *testing.T) {
 	if _, err := s.StartCampaign(CampaignSpec{Count: 1, Rate: 1000, Min: 5, Max: 5}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "packet issued", func() bool { return s.Stats().Waiting == 1 })
+	wait.For(t, 2*time.Second, "packet issued", func() bool { return s.Stats().Waiting == 1 })
 	if r, err := second.Shake(); err != nil || r.Result != proto.ResultGot || r.Amount != 5 {
 		t.Fatalf("second connection after issue: %+v %v", r, err)
 	}
 	second.Close()
-	waitFor(t, 2*time.Second, "user logged out", func() bool { return s.Stats().LoggedIn == 0 })
+	wait.For(t, 2*time.Second, "user logged out", func() bool { return s.Stats().LoggedIn == 0 })
 }
 
 // TestClassicServerRefusals: a server that allows classic logins still

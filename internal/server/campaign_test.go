@@ -7,6 +7,7 @@ import (
 
 	"hongbao/internal/client"
 	"hongbao/internal/proto"
+	"hongbao/internal/wait"
 )
 
 // TestCampaignPacing: a campaign at 200/s issues about 200 packets in a
@@ -24,7 +25,7 @@ func TestCampaignPacing(t *testing.T) {
 	// Sample until a quarter second has passed.
 	var early uint32
 	var earlyAt time.Duration
-	waitFor(t, 2*time.Second, "a quarter second", func() bool {
+	wait.For(t, 2*time.Second, "a quarter second", func() bool {
 		earlyAt, early = time.Since(start), issued()
 		return earlyAt >= 250*time.Millisecond
 	})
@@ -35,7 +36,7 @@ func TestCampaignPacing(t *testing.T) {
 		t.Fatalf("nothing issued after %v", earlyAt)
 	}
 
-	waitFor(t, 3*time.Second, "a second", func() bool { return time.Since(start) >= time.Second })
+	wait.For(t, 3*time.Second, "a second", func() bool { return time.Since(start) >= time.Second })
 	final, err := s.StopCampaign(info.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func TestCampaignFollowsOnlineUsers(t *testing.T) {
 	if _, err := s.StartCampaign(CampaignSpec{Count: 90, Rate: 2000, Min: 1, Max: 1}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "campaign issued", func() bool { return s.Campaigns()[0].State == StateDone })
+	wait.For(t, 3*time.Second, "campaign issued", func() bool { return s.Campaigns()[0].State == StateDone })
 	if w := s.Stats().Waiting; w != 90 {
 		t.Fatalf("%d packets waiting, want 90", w)
 	}
@@ -105,7 +106,7 @@ func TestCampaignNobodyOnline(t *testing.T) {
 	if _, err := s.StartCampaign(CampaignSpec{Count: 80, Rate: 2000, Min: 3, Max: 3}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "campaign issued", func() bool { return s.Campaigns()[0].State == StateDone })
+	wait.For(t, 3*time.Second, "campaign issued", func() bool { return s.Campaigns()[0].State == StateDone })
 	c := login(t, s, 5)
 	var got int
 	for {

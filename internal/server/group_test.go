@@ -12,6 +12,7 @@ import (
 	"hongbao/internal/client"
 	"hongbao/internal/ledger"
 	"hongbao/internal/proto"
+	"hongbao/internal/wait"
 )
 
 // startLedgerServer starts a server with a ledger in dir (a new temporary
@@ -338,7 +339,7 @@ func TestGroupRecovery(t *testing.T) {
 	}
 	shaker := login(t, s, 9)
 	var shook uint32
-	waitFor(t, 5*time.Second, "a shake packet", func() bool {
+	wait.For(t, 5*time.Second, "a shake packet", func() bool {
 		r, err := shaker.Shake()
 		if err != nil {
 			t.Fatal(err)
@@ -389,7 +390,7 @@ func TestDurableAnswersKeepOrder(t *testing.T) {
 	if _, err := s.StartCampaign(CampaignSpec{Count: 100, Rate: 1000, Min: 1, Max: 5}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "packets waiting", func() bool { return s.Stats().Waiting > 10 })
+	wait.For(t, 5*time.Second, "packets waiting", func() bool { return s.Stats().Waiting > 10 })
 	c := login(t, s, 2)
 	var b []byte
 	b = proto.AppendShake(b, 1, 2)
@@ -459,7 +460,7 @@ func TestExpiryAfterRestart(t *testing.T) {
 	stopServer(t, s)
 	time.Sleep(1100 * time.Millisecond) // past the TTL while down
 	s2 := startLedgerServer(t, dir, ttl)
-	waitFor(t, 5*time.Second, "the refund", func() bool { return s2.groups.Balance(1) == -int64(a) })
+	wait.For(t, 5*time.Second, "the refund", func() bool { return s2.groups.Balance(1) == -int64(a) })
 	if r := open(t, login(t, s2, 3), id); r.Result != proto.ResultExpired {
 		t.Fatalf("open after expiry: %+v", r)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"hongbao/internal/proto"
 	"hongbao/internal/sample"
+	"hongbao/internal/wait"
 )
 
 // TestCountersVocabulary: the dense command and disconnect indexes match
@@ -84,7 +85,7 @@ func TestDisconnectsAndRequestsByLabel(t *testing.T) {
 
 	want := map[string]float64{"hangup": 1, "not_logged_in": 1, "bad_length": 1, "replaced": 1}
 	var fams map[string]*dto
-	waitFor(t, 3*time.Second, "the closes counted", func() bool {
+	wait.For(t, 3*time.Second, "the closes counted", func() bool {
 		fams = scrape(t, s)
 		got := labelled(fams["hongbao_disconnects_total"], "reason")
 		for k, v := range want {

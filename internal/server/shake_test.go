@@ -6,6 +6,7 @@ import (
 
 	"hongbao/internal/client"
 	"hongbao/internal/proto"
+	"hongbao/internal/wait"
 )
 
 func TestShakeCampaignEveryPacketOnce(t *testing.T) {
@@ -19,7 +20,7 @@ func TestShakeCampaignEveryPacketOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "campaign issued", func() bool { return s.Campaigns()[0].State == StateDone })
+	wait.For(t, 3*time.Second, "campaign issued", func() bool { return s.Campaigns()[0].State == StateDone })
 	seen := map[uint32]bool{}
 	var sum uint64
 	for round := 0; len(seen) < 100 && round < 200; round++ {

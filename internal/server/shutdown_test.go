@@ -11,6 +11,7 @@ import (
 
 	"hongbao/internal/client"
 	"hongbao/internal/proto"
+	"hongbao/internal/wait"
 )
 
 // TestGracefulShutdown: clients pipeline shakes against a running campaign
@@ -94,7 +95,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}()
 	}
 
-	waitFor(t, 5*time.Second, "shakes flowing", func() bool { return answered.Load() >= 2000 })
+	wait.For(t, 5*time.Second, "shakes flowing", func() bool { return answered.Load() >= 2000 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {

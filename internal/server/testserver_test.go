@@ -79,18 +79,6 @@ func login(t testing.TB, s *Server, user uint32) *client.Conn {
 	return c
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // expectClosed reads from c, which must get the server's error frame with
 // reason want as its next frame and then end of stream.
 func expectClosed(t testing.TB, c *client.Conn, want proto.Reason) {
