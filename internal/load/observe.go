@@ -20,7 +20,6 @@ import (
 // monitorState is used under rollMu (by rollSecond only).
 type monitorState struct {
 	pusher  *sample.Pusher
-	meter   sample.Meter
 	host    string
 	reasons map[string]uint64
 }
@@ -30,7 +29,6 @@ func (c *Client) startMonitor() {
 		return
 	}
 	c.mon = &monitorState{pusher: sample.NewPusher(c.o.Monitor, c.name(), sample.KindLoad, c.log), host: sample.Hostname(), reasons: map[string]uint64{}}
-	c.mon.meter.Read()
 }
 
 func (c *Client) stopMonitor() {
@@ -53,7 +51,6 @@ func (c *Client) monitorSecond(t int64, d Counts, h *hdrhistogram.Histogram) {
 	if m == nil {
 		return
 	}
-	ps, nd := m.meter.Read()
 	counters := sampleCounters(d)
 	for r, n := range c.reasonsCopy() {
 		if dn := n - m.reasons[r]; dn > 0 {
@@ -61,13 +58,12 @@ func (c *Client) monitorSecond(t int64, d Counts, h *hdrhistogram.Histogram) {
 		}
 		m.reasons[r] = n
 	}
-	m.pusher.Push(sample.Sample{
+	m.pusher.PushMetered(sample.Sample{
 		Name: c.name(), Kind: sample.KindLoad, Pid: os.Getpid(), Host: m.host, T: t, Phase: c.phase.Load().(string),
 		Counters: counters,
 		Gauges: map[string]float64{"connections": float64(c.conns()), "in_flight": float64(c.inFlight()),
 			"qps": float64(c.QPS()), "monitor_dropped_total": float64(m.pusher.Dropped())},
 		Latency: sample.LatencyOf(h),
-		Process: ps, Net: nd,
 	})
 }
 

@@ -53,6 +53,10 @@ type ProcSecond struct {
 	Pid      int                `json:"pid"`
 	Counters map[string]uint64  `json:"counters,omitempty"`
 	Gauges   map[string]float64 `json:"gauges,omitempty"`
+	// Latency is a load client's own count and percentiles (without its
+	// histogram, which is in the second's): which client saw the slow
+	// answers of a second.
+	Latency *sample.Latency `json:"latency,omitempty"`
 	sample.ProcStats
 }
 
@@ -100,8 +104,14 @@ func merge(t int64, samples map[string]sample.Sample, expected []string, late ma
 		h.RxBytes, h.TxBytes = max(h.RxBytes, smp.Net.RxBytes), max(h.TxBytes, smp.Net.TxBytes)
 		h.RxPackets, h.TxPackets = max(h.RxPackets, smp.Net.RxPackets), max(h.TxPackets, smp.Net.TxPackets)
 		hosts[smp.Host] = h
-		s.Procs = append(s.Procs, ProcSecond{Name: n, Kind: smp.Kind, Pid: smp.Pid,
-			Counters: smp.Counters, Gauges: smp.Gauges, ProcStats: smp.Process})
+		ps := ProcSecond{Name: n, Kind: smp.Kind, Pid: smp.Pid,
+			Counters: smp.Counters, Gauges: smp.Gauges, ProcStats: smp.Process}
+		if smp.Latency != nil {
+			l := *smp.Latency
+			l.Hist = ""
+			ps.Latency = &l
+		}
+		s.Procs = append(s.Procs, ps)
 		if late[n] {
 			s.Late = append(s.Late, n)
 		}

@@ -168,6 +168,19 @@ func TestMergeOverThePushProtocol(t *testing.T) {
 	if len(s.Procs) != 3 || s.Phase != "load" {
 		t.Errorf("procs %d phase %q", len(s.Procs), s.Phase)
 	}
+	// Each load client's own percentiles are kept (which client was slow),
+	// without its histogram; a server has none.
+	wantP50 := map[string]float64{"load-1": 1000, "load-2": 3000}
+	for _, p := range s.Procs {
+		l, want := p.Latency, wantP50[p.Name]
+		switch {
+		case want == 0 && l != nil:
+			t.Errorf("%s has latency %+v", p.Name, l)
+		case want == 0:
+		case l == nil || l.P50 < want-10 || l.P50 > want+10 || l.Hist != "":
+			t.Errorf("%s's own latency %+v, want p50 %v µs and no histogram", p.Name, l, want)
+		}
+	}
 
 	// The same over the JSON API.
 	var api []Second

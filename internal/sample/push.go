@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -49,15 +50,37 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
+// PhaseWindow bounds a process's publishing phase (Phase): every process
+// publishes its sample of a second within this long after the second ends,
+// well inside a monitor's grace.
+const PhaseWindow = 500 * time.Millisecond
+
+// Phase is how long after Push the pusher of the process called name waits
+// before it publishes a fresh sample: a fixed share of PhaseWindow drawn
+// from the name. Every process closes its second at the clock's boundary;
+// if all of them also measured, encoded and posted their sample there, the
+// box would run them all at once: at a million users (104 processes) 180
+// threads were runnable in the first 40 ms of each second, and any shake
+// due then waited tens of ms for a core. Spread by name, the work of a
+// hundred processes comes one or two at a time.
+func Phase(name string) time.Duration {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(name))
+	return time.Duration(h.Sum32()%uint32(PhaseWindow/time.Millisecond)) * time.Millisecond
+}
+
 // Pusher sends samples to a monitor from its own goroutine. Push never
 // blocks: the producer (a server's ticker) pays for a channel send at most.
+// A fresh sample is held for the process's Phase before it is published.
 type Pusher struct {
 	url     string
 	name    string
 	kind    string
 	hc      *http.Client
 	log     *slog.Logger
-	q       chan Sample
+	q       chan queued
+	phase   time.Duration
+	meter   Meter // read by the run goroutine only (PushMetered)
 	dropped atomic.Uint64
 	sent    atomic.Uint64
 	// ctx bounds every post; Close cancels it CloseTimeout after it is called.
@@ -87,18 +110,35 @@ func NewPusher(addr, name, kind string, log *slog.Logger) *Pusher {
 		log:  log,
 		// The run goroutine empties q between posts; while a post waits
 		// (up to PostTimeout) samples wait here, so q can hold a backlog.
-		q:      make(chan Sample, QueueLen),
+		q:      make(chan queued, QueueLen),
+		phase:  Phase(name),
 		ctx:    ctx,
 		cancel: cancel,
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	p.meter.Read() // the baselines of PushMetered's first figures
 	go p.run()
 	return p
 }
 
+// queued is a sample waiting for the run goroutine; metered: fill in its
+// Process and Net figures when it is published.
+type queued struct {
+	s       Sample
+	metered bool
+}
+
 // Push queues s; if the queue is full the oldest sample is dropped.
-func (p *Pusher) Push(s Sample) {
+func (p *Pusher) Push(s Sample) { p.push(queued{s: s}) }
+
+// PushMetered is Push, but the pusher fills in s's Process and Net figures
+// when it publishes it (after the Phase), from a Meter of its own: the
+// producer's boundary stays cheap, and each figure still covers one second
+// of this process (from one publication to the next).
+func (p *Pusher) PushMetered(s Sample) { p.push(queued{s: s, metered: true}) }
+
+func (p *Pusher) push(s queued) {
 	for {
 		select {
 		case p.q <- s:
@@ -154,6 +194,10 @@ func (p *Pusher) run() {
 		if len(pending) == 0 || retry != nil {
 			select {
 			case s := <-p.q:
+				if !p.hold() {
+					p.drain(p.queue(pending, s))
+					return
+				}
 				pending = p.queue(pending, s)
 			case <-retry:
 				retry = nil
@@ -208,6 +252,22 @@ func (p *Pusher) run() {
 	}
 }
 
+// hold waits for the process's Phase before a fresh sample is published;
+// false if Close was called meanwhile (publish at once).
+func (p *Pusher) hold() bool {
+	if p.phase <= 0 {
+		return true
+	}
+	t := time.NewTimer(p.phase)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.stop:
+		return false
+	}
+}
+
 // drain delivers what is left when Close is called, then the goodbye,
 // until the first failure or Close's deadline.
 func (p *Pusher) drain(pending [][]byte) {
@@ -243,7 +303,11 @@ func (p *Pusher) takeQueued(pending [][]byte) [][]byte {
 
 // queue encodes s behind pending, dropping the oldest beyond QueueLen. A
 // sample is encoded once: a retry costs the pusher no more than a send.
-func (p *Pusher) queue(pending [][]byte, s Sample) [][]byte {
+func (p *Pusher) queue(pending [][]byte, q queued) [][]byte {
+	s := q.s
+	if q.metered {
+		s.Process, s.Net = p.meter.Read()
+	}
 	b, err := json.Marshal(&s)
 	if err != nil { // a NaN gauge: no monitor could take it
 		p.dropped.Add(1)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -165,5 +166,113 @@ func TestPusherCloseIsBounded(t *testing.T) {
 				t.Errorf("sent %d dropped %d, want %d and %d", p.Sent(), p.Dropped(), c.sent, c.drops)
 			}
 		})
+	}
+}
+
+// nameWithPhase returns a process name whose Phase is at least min.
+func nameWithPhase(t *testing.T, min time.Duration) string {
+	t.Helper()
+	for i := range 1000 {
+		if n := "proc-" + strconv.Itoa(i); Phase(n) >= min {
+			return n
+		}
+	}
+	t.Fatalf("no name with a phase of %v or more", min)
+	return ""
+}
+
+// TestPhaseSpreadsNames: a phase is fixed by the name, below PhaseWindow,
+// and a hundred processes' phases are spread over the window rather than
+// piled at its start.
+func TestPhaseSpreadsNames(t *testing.T) {
+	var quarters [4]int
+	for i := range 104 {
+		n := "node-" + strconv.Itoa(i)
+		p := Phase(n)
+		if p < 0 || p >= PhaseWindow || p != Phase(n) {
+			t.Fatalf("Phase(%q) = %v (again %v), want a fixed value in [0, %v)", n, p, Phase(n), PhaseWindow)
+		}
+		quarters[p*4/PhaseWindow]++
+	}
+	for q, n := range quarters {
+		if n < 104/8 {
+			t.Errorf("quarter %d of the window has %d of 104 phases: %v", q, n, quarters)
+		}
+	}
+}
+
+// arrivals is a monitor that records when each sample came.
+type arrivals struct {
+	mu      sync.Mutex
+	samples []Sample
+	at      []time.Time
+}
+
+func (a *arrivals) serve(w http.ResponseWriter, r *http.Request) {
+	dec := json.NewDecoder(r.Body)
+	for dec.More() {
+		var s Sample
+		if err := dec.Decode(&s); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		a.mu.Lock()
+		a.samples, a.at = append(a.samples, s), append(a.at, time.Now())
+		a.mu.Unlock()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *arrivals) get() ([]Sample, []time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.samples), slices.Clone(a.at)
+}
+
+// TestPusherHoldsForItsPhase: a fresh sample is published its process's
+// Phase after Push, not at once; a metered one carries the process's own
+// figures read then, a plain one what the producer put in; Close publishes
+// a held sample at once.
+func TestPusherHoldsForItsPhase(t *testing.T) {
+	var a arrivals
+	srv := httptest.NewServer(http.HandlerFunc(a.serve))
+	defer srv.Close()
+	name := nameWithPhase(t, 200*time.Millisecond)
+	phase := Phase(name)
+	p := NewPusher(srv.URL, name, KindServer, quietLog)
+
+	pushed := time.Now()
+	p.PushMetered(Sample{Name: name, Kind: KindServer, T: 1})
+	wait.For(t, 5*time.Second, "the metered sample", func() bool { s, _ := a.get(); return len(s) == 1 })
+	s, at := a.get()
+	if d := at[0].Sub(pushed); d < phase {
+		t.Errorf("published %v after Push, before the phase %v", d, phase)
+	}
+	if s[0].Process.RSS == 0 || s[0].Process.Goroutines == 0 {
+		t.Errorf("metered sample without the process's figures: %+v", s[0].Process)
+	}
+
+	p.Push(Sample{Name: name, Kind: KindServer, T: 2, Process: ProcStats{CPU: 0.25}})
+	wait.For(t, 5*time.Second, "the plain sample", func() bool { s, _ := a.get(); return len(s) == 2 })
+	if s, _ := a.get(); s[1].Process != (ProcStats{CPU: 0.25}) {
+		t.Errorf("plain sample's figures were changed: %+v", s[1].Process)
+	}
+
+	p.Push(Sample{Name: name, Kind: KindServer, T: 3})
+	time.Sleep(10 * time.Millisecond) // the run goroutine takes it and holds it
+	closing := time.Now()
+	p.Close()
+	if d := time.Since(closing); d >= phase {
+		t.Errorf("Close took %v: it waited for the phase (%v)", d, phase)
+	}
+	s, _ = a.get()
+	var ts []int64
+	for _, x := range s {
+		if !x.Bye {
+			ts = append(ts, x.T)
+		}
+	}
+	if !slices.Equal(ts, []int64{1, 2, 3}) {
+		t.Errorf("published seconds %v, want [1 2 3]", ts)
 	}
 }

@@ -19,7 +19,6 @@ import (
 // monitorState is owned by the ticker goroutine.
 type monitorState struct {
 	pusher      *sample.Pusher
-	meter       sample.Meter
 	host        string
 	last        Totals
 	lastGroups  GroupStats
@@ -34,7 +33,6 @@ func (s *Server) startMonitor() {
 		return
 	}
 	m := &monitorState{pusher: sample.NewPusher(s.opts.Monitor, s.opts.Name, sample.KindServer, s.opts.Logger), host: sample.Hostname()}
-	m.meter.Read() // the CPU, GC and network baselines
 	m.last, _ = s.totals()
 	m.lastGroups = s.groupStats()
 	m.lastIssued, m.lastIssuedA = s.issuedTotals()
@@ -75,7 +73,6 @@ func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 		m.last, m.lastGroups, m.lastIssued, m.lastIssuedA = t, gs, issued, issuedA
 		return
 	}
-	ps, nd := m.meter.Read()
 	d := t.sub(m.last)
 	online, waiting := s.occupancy()
 	smp := sample.Sample{
@@ -83,10 +80,9 @@ func (s *Server) monitorTick(sec int64, t Totals, conns int64) {
 		Counters: sampleCounters(d, gs.sub(m.lastGroups), issued-m.lastIssued, issuedA-m.lastIssuedA),
 		Gauges: map[string]float64{"connections": float64(conns), "online": float64(online), "waiting": float64(waiting),
 			"monitor_dropped_total": float64(m.pusher.Dropped())},
-		Process: ps, Net: nd,
 	}
 	m.last, m.lastGroups, m.lastIssued, m.lastIssuedA = t, gs, issued, issuedA
-	m.pusher.Push(smp)
+	m.pusher.PushMetered(smp)
 }
 
 // sampleCounters are a second's counters: d, g, issued and issuedA are its
