@@ -20,6 +20,7 @@ type ServerSpec struct {
 	Budget int // admission budget, shakes/s
 	Secret string
 	Extra  []string // more flags
+	Env    []string // more environment (NAME=value)
 }
 
 // ServerProc is a running server child with its admin client.
@@ -53,7 +54,7 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := Start("server", bin, args, logf)
+	p, err := StartEnv("server", bin, args, spec.Env, logf)
 	if err != nil {
 		logf.Close()
 		return nil, err
@@ -77,6 +78,7 @@ type LoadSpec struct {
 	Secret   string
 	Name     string   // log file name (default "load")
 	Extra    []string // more flags
+	Env      []string // more environment (NAME=value)
 }
 
 // LoadProc is a running load client with its admin client.
@@ -105,7 +107,7 @@ func StartLoad(bin, dir string, spec LoadSpec) (*LoadProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := Start(spec.Name, bin, args, logf)
+	p, err := StartEnv(spec.Name, bin, args, spec.Env, logf)
 	if err != nil {
 		logf.Close()
 		return nil, err

@@ -38,8 +38,17 @@ type Proc struct {
 
 // Start runs bin with args; its stderr goes to logw (nil: discarded).
 func Start(name, bin string, args []string, logw io.Writer) (*Proc, error) {
+	return StartEnv(name, bin, args, nil, logw)
+}
+
+// StartEnv is Start with env (NAME=value) added to this process's
+// environment for the child.
+func StartEnv(name, bin string, args, env []string, logw io.Writer) (*Proc, error) {
 	p := &Proc{Name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout = &p.stdout
 	p.cmd.Stderr = logw
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

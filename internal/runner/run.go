@@ -121,11 +121,12 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	plan.GoMaxProcs = ChildGoMaxProcs(plan, sys.CPUs, os.Getenv("GOMAXPROCS"))
 	if o.QPS3 > 0 && plan.Users < 1 {
 		return nil, fmt.Errorf("%w: no users", ErrRefused)
 	}
-	fmt.Fprintf(o.Out, "plan: %d users over %d nodes and %d client processes (at most %d users per process: %d open files), about %.1f GiB\n",
-		plan.Users, plan.Nodes, plan.Clients, plan.PerProcess, sys.Files, gib(plan.MemNeed))
+	fmt.Fprintf(o.Out, "plan: %d users over %d nodes and %d client processes (at most %d users per process: %d open files), about %.1f GiB%s\n",
+		plan.Users, plan.Nodes, plan.Clients, plan.PerProcess, sys.Files, gib(plan.MemNeed), procsNote(plan.GoMaxProcs))
 	for _, a := range advice {
 		fmt.Fprintf(o.Out, "advice: %s\n", a)
 	}
@@ -290,7 +291,8 @@ func (r *run) startNodes(ctx context.Context) error {
 			// it (seen once in 52): try again on new ports.
 			for try := 0; try < 3 && ctx.Err() == nil; try++ {
 				sp, err = harness.StartServer(r.o.Bin, dir, harness.ServerSpec{Users: r.plan.Users, Budget: budget, Secret: r.secret,
-					Extra: []string{"--node", strconv.Itoa(k), "--nodes", strconv.Itoa(m), "--monitor", r.mon.Addr(), "--name", name}})
+					Extra: []string{"--node", strconv.Itoa(k), "--nodes", strconv.Itoa(m), "--monitor", r.mon.Addr(), "--name", name},
+					Env:   r.plan.childEnv()})
 				if err == nil {
 					break
 				}
@@ -327,7 +329,8 @@ func (r *run) startClients() error {
 		lp, err := harness.StartLoad(r.o.Bin, dir, harness.LoadSpec{Addr: addrs[r.plan.Map.Of(rg[0])], Users: r.plan.Users, QPS: 0, Ramp: r.o.Ramp,
 			Secret: r.secret, Name: name,
 			Extra: []string{"--nodes", strings.Join(addrs, ","), "--from", strconv.Itoa(int(rg[0])), "--to", strconv.Itoa(int(rg[1])),
-				"--sources", clientSources(i), "--monitor", r.mon.Addr(), "--name", name, "--quiet"}})
+				"--sources", clientSources(i), "--monitor", r.mon.Addr(), "--name", name, "--quiet"},
+			Env: r.plan.childEnv()})
 		if err != nil {
 			return err
 		}
@@ -403,6 +406,14 @@ func sumOnline(st []server.Stats) (online int64, shakes uint64) {
 		shakes += s.Rates.Shakes
 	}
 	return
+}
+
+// procsNote says in the plan line that children run with GOMAXPROCS n.
+func procsNote(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", GOMAXPROCS=%d each (more processes than cores)", n)
 }
 
 // wait sleeps d, failing early on interruption or a child's death.

@@ -139,3 +139,40 @@ func TestBacklogAdvice(t *testing.T) {
 		t.Fatalf("advice %q, err %v: want the netdev_max_backlog command", adv, err)
 	}
 }
+
+// TestChildGoMaxProcs: one P per child when the processes outnumber the
+// cores, Go's default otherwise, and never over the user's own GOMAXPROCS.
+func TestChildGoMaxProcs(t *testing.T) {
+	million, err := MakePlan(1_000_000, 0, 0, box.Files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := MakePlan(10_000, 0, 0, box.Files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		plan Plan
+		cpus int
+		env  string
+		want int
+	}{
+		{"104 processes on 2 cores", million, 2, "", 1},
+		{"104 processes on 128 cores", million, 128, "", 0},
+		{"a node and a client on 2 cores", pair, 2, "", 0},
+		{"the user's GOMAXPROCS stands", million, 2, "2", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ChildGoMaxProcs(tc.plan, tc.cpus, tc.env)
+			if got != tc.want {
+				t.Fatalf("ChildGoMaxProcs = %d, want %d", got, tc.want)
+			}
+			tc.plan.GoMaxProcs = got
+			env := tc.plan.childEnv()
+			if (got == 0) != (len(env) == 0) || (got == 1 && env[0] != "GOMAXPROCS=1") {
+				t.Fatalf("child environment %q for GOMAXPROCS %d", env, got)
+			}
+		})
+	}
+}
