@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -74,23 +75,26 @@ func bindConnect(fd int, v6 bool, src netip.Addr, dst netip.AddrPort) error {
 // sockaddrCall makes the raw system call trap (bind or connect) on fd with
 // the socket address ap, in the socket's family.
 func sockaddrCall(trap uintptr, fd int, v6 bool, ap netip.AddrPort) syscall.Errno {
-	port := ap.Port()
 	if !v6 {
 		a := ap.Addr().Unmap()
 		if !a.Is4() {
 			return unix.EAFNOSUPPORT // an IPv6 source for an IPv4 server
 		}
-		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-		p[0], p[1] = byte(port>>8), byte(port)
+		sa := unix.RawSockaddrInet4{Family: unix.AF_INET, Port: netPort(ap.Port()), Addr: a.As4()}
 		_, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet4)
 		return e
 	}
-	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: ap.Addr().As16()}
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	p[0], p[1] = byte(port>>8), byte(port)
+	sa := unix.RawSockaddrInet6{Family: unix.AF_INET6, Port: netPort(ap.Port()), Addr: ap.Addr().As16()}
 	_, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&sa)), unix.SizeofSockaddrInet6)
 	return e
+}
+
+// netPort is port as a sockaddr holds it: in network byte order, whatever
+// the machine's.
+func netPort(port uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], port)
+	return *(*uint16)(unsafe.Pointer(&b))
 }
 
 // writeFirst writes b, the first bytes of a fresh connection, whole, with a

@@ -122,10 +122,10 @@ func MakePlan(users, nodesN, clients int, files uint64) (Plan, error) {
 // other P is idle; the runtime's sysmon then polls every 20 µs to 10 ms for
 // 10 ms before it takes the P back, each time the loop wakes. Over 104
 // processes that polling was an eighth of all CPU samples at a million
-// users and its hundreds of runnable threads delayed the loops: measured
-// on this box (three runs each, 1,000,000 users), one P per process cut
-// the processes' CPU by a fifth and the p99 at 2,000 shakes/s from
-// 77-111 ms to 18-34 ms.
+// users, and the loops waited for its wake-ups: measured on this box
+// (1,000,000 users, four runs with two Ps and three with one), one P per
+// process cut the processes' CPU from 157-174 s to 131-142 s and the p99
+// at 2,000 shakes/s from 77-111 ms to 18-34 ms.
 func ChildGoMaxProcs(p Plan, cpus int, env string) int {
 	if env != "" || p.Nodes+p.Clients <= cpus {
 		return 0

@@ -30,7 +30,8 @@ type fakeMonitor struct {
 	upOnce   sync.Once
 	attempts atomic.Int64
 	mu       sync.Mutex
-	posts    [][]Sample // accepted posts
+	posts    [][]Sample  // accepted posts
+	at       []time.Time // when each accepted post came
 }
 
 func newFakeMonitor(t *testing.T, mode string) *fakeMonitor {
@@ -74,7 +75,7 @@ func (f *fakeMonitor) serve(w http.ResponseWriter, r *http.Request) {
 		post = append(post, s)
 	}
 	f.mu.Lock()
-	f.posts = append(f.posts, post)
+	f.posts, f.at = append(f.posts, post), append(f.at, time.Now())
 	f.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -201,32 +202,21 @@ func TestPhaseSpreadsNames(t *testing.T) {
 	}
 }
 
-// arrivals is a monitor that records when each sample came.
-type arrivals struct {
-	mu      sync.Mutex
-	samples []Sample
-	at      []time.Time
-}
-
-func (a *arrivals) serve(w http.ResponseWriter, r *http.Request) {
-	dec := json.NewDecoder(r.Body)
-	for dec.More() {
-		var s Sample
-		if err := dec.Decode(&s); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
+// data returns the data samples accepted so far (goodbyes left out), each
+// with the time its post came.
+func (f *fakeMonitor) data() ([]Sample, []time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var ss []Sample
+	var at []time.Time
+	for i, p := range f.posts {
+		for _, s := range p {
+			if !s.Bye {
+				ss, at = append(ss, s), append(at, f.at[i])
+			}
 		}
-		a.mu.Lock()
-		a.samples, a.at = append(a.samples, s), append(a.at, time.Now())
-		a.mu.Unlock()
 	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (a *arrivals) get() ([]Sample, []time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.samples), slices.Clone(a.at)
+	return ss, at
 }
 
 // TestPusherHoldsForItsPhase: a fresh sample is published its process's
@@ -234,17 +224,15 @@ func (a *arrivals) get() ([]Sample, []time.Time) {
 // figures read then, a plain one what the producer put in; Close publishes
 // a held sample at once.
 func TestPusherHoldsForItsPhase(t *testing.T) {
-	var a arrivals
-	srv := httptest.NewServer(http.HandlerFunc(a.serve))
-	defer srv.Close()
+	f := newFakeMonitor(t, "")
 	name := nameWithPhase(t, 200*time.Millisecond)
 	phase := Phase(name)
-	p := NewPusher(srv.URL, name, KindServer, quietLog)
+	p := NewPusher(f.URL, name, KindServer, quietLog)
 
 	pushed := time.Now()
 	p.PushMetered(Sample{Name: name, Kind: KindServer, T: 1})
-	wait.For(t, 5*time.Second, "the metered sample", func() bool { s, _ := a.get(); return len(s) == 1 })
-	s, at := a.get()
+	wait.For(t, 5*time.Second, "the metered sample", func() bool { s, _ := f.data(); return len(s) == 1 })
+	s, at := f.data()
 	if d := at[0].Sub(pushed); d < phase {
 		t.Errorf("published %v after Push, before the phase %v", d, phase)
 	}
@@ -253,8 +241,8 @@ func TestPusherHoldsForItsPhase(t *testing.T) {
 	}
 
 	p.Push(Sample{Name: name, Kind: KindServer, T: 2, Process: ProcStats{CPU: 0.25}})
-	wait.For(t, 5*time.Second, "the plain sample", func() bool { s, _ := a.get(); return len(s) == 2 })
-	if s, _ := a.get(); s[1].Process != (ProcStats{CPU: 0.25}) {
+	wait.For(t, 5*time.Second, "the plain sample", func() bool { s, _ := f.data(); return len(s) == 2 })
+	if s, _ := f.data(); s[1].Process != (ProcStats{CPU: 0.25}) {
 		t.Errorf("plain sample's figures were changed: %+v", s[1].Process)
 	}
 
@@ -265,13 +253,7 @@ func TestPusherHoldsForItsPhase(t *testing.T) {
 	if d := time.Since(closing); d >= phase {
 		t.Errorf("Close took %v: it waited for the phase (%v)", d, phase)
 	}
-	s, _ = a.get()
-	var ts []int64
-	for _, x := range s {
-		if !x.Bye {
-			ts = append(ts, x.T)
-		}
-	}
+	ts, _ := f.accepted()
 	if !slices.Equal(ts, []int64{1, 2, 3}) {
 		t.Errorf("published seconds %v, want [1 2 3]", ts)
 	}
