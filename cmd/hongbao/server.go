@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"os"
 	"time"
 
+	"hongbao/internal/ledger"
 	"hongbao/internal/limits"
 	"hongbao/internal/nodes"
 	"hongbao/internal/proto"
@@ -111,7 +113,9 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	s, err := server.New(o)
-	if err != nil {
+	if errors.Is(err, ledger.ErrCorrupt) || errors.Is(err, ledger.ErrLocked) {
+		return ledgerRefusal(o.DataDir, err)
+	} else if err != nil {
 		return c.usageErr("%v", err)
 	}
 	if err := s.Start(ctx); err != nil {

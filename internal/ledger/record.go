@@ -24,6 +24,10 @@ const (
 	KindFunded       Kind = 4 // a group packet funded: Packet, User (sender), Amount (total), Shares, Expiry, Key, Balance, Recipients
 	KindGrant        Kind = 5 // a share granted: Packet, User, Amount, Remaining, SharesLeft, Balance
 	KindRefund       Kind = 6 // a packet's remainder refunded: Packet, User (sender), Amount, Balance
+	// KindRepair stands where 'hongbao ledger repair' dropped damaged
+	// bytes: Time (of the repair), Key (the bytes' offset in the file as it
+	// was), Amount (how many). It moves no money; the audit notes it.
+	KindRepair Kind = 7
 )
 
 func (k Kind) String() string {
@@ -40,6 +44,8 @@ func (k Kind) String() string {
 		return "grant"
 	case KindRefund:
 		return "refund"
+	case KindRepair:
+		return "repair"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -77,7 +83,7 @@ const frameHeader = 8
 // recipients), to reject a corrupt length before allocating.
 const maxRecord = fixedSize + 4*100000
 
-var errCorrupt = errors.New("ledger: corrupt record")
+var errBadRecord = errors.New("ledger: undecodable record")
 
 // appendRecord appends r's payload.
 func appendRecord(b []byte, r *Record) []byte {
@@ -108,7 +114,7 @@ func appendRecord(b []byte, r *Record) []byte {
 // decodeRecord reads a payload written by appendRecord.
 func decodeRecord(p []byte, r *Record) error {
 	if len(p) < fixedSize {
-		return errCorrupt
+		return errBadRecord
 	}
 	le := binary.LittleEndian
 	r.Kind = Kind(p[0])
@@ -133,7 +139,7 @@ func decodeRecord(p []byte, r *Record) error {
 	r.Budget = u64()
 	n := u32()
 	if len(p) != fixedSize+4*int(n) {
-		return errCorrupt
+		return errBadRecord
 	}
 	r.Recipients = nil
 	if n > 0 {
@@ -142,8 +148,8 @@ func decodeRecord(p []byte, r *Record) error {
 			r.Recipients[i] = u32()
 		}
 	}
-	if r.Kind < KindCampaign || r.Kind > KindRefund {
-		return errCorrupt
+	if r.Kind < KindCampaign || r.Kind > KindRepair {
+		return errBadRecord
 	}
 	return nil
 }

@@ -108,6 +108,10 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
+		if t := led.TornTail(); t != nil {
+			opts.Logger.Warn("ledger: cut off a torn tail (an interrupted last write)", "file", led.Path(), "offset", t.Offset,
+				"bytes", t.Length, "reason", t.Reason, "kept_in", t.SideFile)
+		}
 		s.led, s.camps.led = led, led
 		s.groups.restore(st)
 		s.camps.restore(st, opts.Now())
