@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/harness"
 	"hongbao/internal/ledger"
 	"hongbao/internal/server"
@@ -21,15 +22,17 @@ var errAuditFailed = errors.New("audit found violations")
 
 func runAudit(ctx context.Context, args []string) error {
 	var (
-		dir    string
-		admin  string
-		asJSON bool
+		dir       string
+		admin     string
+		tokenFile string
+		asJSON    bool
 	)
 	c := newCommand("audit", "Check a ledger: every packet's funded amount equals granted + refunded + remaining, nobody opened a packet twice, every share is at least a cent, every campaign's budget covers granted + not issued, every balance equals grants - sends + refunds. Exits 1 with the list of violations.",
-		"hongbao audit --data-dir ./hongbao-data      (or: hongbao audit --admin 127.0.0.1:7001)")
+		"hongbao audit --data-dir ./hongbao-data      (or: hongbao audit --admin 127.0.0.1:7001 --admin-token-file ./hongbao-data/admin.token)")
 	c.group("Ledger", func(fs *flag.FlagSet) {
 		fs.StringVar(&dir, "data-dir", "", "check the ledger in this directory offline (comma-separated: several nodes' ledgers, summed)")
 		fs.StringVar(&admin, "admin", "", "check a running server's ledger through its admin API (host:port; comma-separated: several nodes, summed)")
+		fs.StringVar(&tokenFile, "admin-token-file", "", "the admin token for --admin, read from this file (or give it in "+adminauth.EnvToken+")")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -39,6 +42,10 @@ func runAudit(ctx context.Context, args []string) error {
 	}
 	if (dir == "") == (admin == "") {
 		return c.usageErr("give exactly one of --data-dir and --admin")
+	}
+	token, err := clientAdminToken(tokenFile)
+	if err != nil {
+		return c.usageErr("--admin-token-file: %v", err)
 	}
 	var names []string
 	var reps []server.AuditReport
@@ -50,7 +57,7 @@ func runAudit(ctx context.Context, args []string) error {
 		names, reps = append(names, d), append(reps, rep)
 	}
 	for _, a := range splitList(admin) {
-		rep, err := auditAdmin(ctx, a)
+		rep, err := auditAdmin(ctx, a, token)
 		if err != nil {
 			if errors.Is(err, errUsage) {
 				return c.usageErr("--admin: %v", err)
@@ -102,12 +109,13 @@ func auditDir(dir string) (server.AuditReport, error) {
 	return server.ReportOf(st), nil
 }
 
-func auditAdmin(ctx context.Context, admin string) (server.AuditReport, error) {
+func auditAdmin(ctx context.Context, admin, token string) (server.AuditReport, error) {
 	var rep server.AuditReport
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/api/audit", nil)
 	if err != nil {
 		return rep, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	adminauth.SetHeader(req, token)
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
 		return rep, fmt.Errorf("audit: %w", err)
@@ -116,6 +124,9 @@ func auditAdmin(ctx context.Context, admin string) (server.AuditReport, error) {
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.NewDecoder(resp.Body).Decode(&e)
+		if resp.StatusCode == http.StatusUnauthorized && token == "" {
+			e.Error += " (give --admin-token-file or " + adminauth.EnvToken + ")"
+		}
 		return rep, fmt.Errorf("audit: %s answered %s: %s", admin, resp.Status, e.Error)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
