@@ -42,7 +42,7 @@ func runLoad(ctx context.Context, args []string) error {
 		fs.StringVar(&sources, "sources", "", "comma-separated source addresses (default: 127.0.0.1, more as the port range requires)")
 	})
 	c.group("Rate", func(fs *flag.FlagSet) {
-		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin")
+		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin (with its admin token)")
 		fs.DurationVar(&o.Duration, "duration", 0, "run time after all users are connected (0: until interrupted)")
 		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
 		fs.DurationVar(&o.Tick, "tick", 0, "send due requests this often; the wait counts in latency (0: auto, 1-8 ms by this process's rate)")

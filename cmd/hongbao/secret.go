@@ -19,7 +19,7 @@ type secretFlags struct{ value, file string }
 
 func (s *secretFlags) define(fs *flag.FlagSet, what string) {
 	fs.StringVar(&s.file, "secret-file", "", what+", read from this file (or give it in HONGBAO_SECRET)")
-	fs.StringVar(&s.value, "secret", "", "the same on the command line: visible to every user in ps and /proc; prefer --secret-file or HONGBAO_SECRET")
+	fs.StringVar(&s.value, "secret", "", what+" on the command line, where every user sees it in ps and /proc: prefer --secret-file or HONGBAO_SECRET")
 }
 
 // resolve returns the secret ("" if none is given). A --secret given on
