@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/harness"
 	"hongbao/internal/ledger"
 	"hongbao/internal/server"
@@ -22,17 +23,19 @@ var errAuditFailed = errors.New("audit found violations")
 
 func runAudit(ctx context.Context, args []string) error {
 	var (
-		dir    string
-		admin  string
-		asJSON bool
+		dir       string
+		admin     string
+		tokenFile string
+		asJSON    bool
 	)
 	c := newCommand("audit", "Check a ledger: every packet's funded amount equals granted + refunded + remaining, nobody opened a packet twice, every share is at least a cent, every campaign's budget covers granted + not issued, every balance equals grants - sends + refunds. "+
 		"Offline, damaged bytes followed by intact records are a violation too (the intact records after them are replayed, so what the damage lost shows as well); "+
 		"a torn tail (the end of the file holding no intact record: what a crash during the last write leaves) and the spans an earlier 'hongbao ledger repair' dropped are notes. Exits 1 with the list of violations.",
-		"hongbao audit --data-dir ./hongbao-data      (or: hongbao audit --admin 127.0.0.1:7001)")
+		"hongbao audit --data-dir ./hongbao-data      (or: hongbao audit --admin 127.0.0.1:7001 --admin-token-file ./hongbao-data/admin.token)")
 	c.group("Ledger", func(fs *flag.FlagSet) {
 		fs.StringVar(&dir, "data-dir", "", "check the ledger in this directory offline (comma-separated: several nodes' ledgers, summed)")
 		fs.StringVar(&admin, "admin", "", "check a running server's ledger through its admin API (host:port; comma-separated: several nodes, summed)")
+		fs.StringVar(&tokenFile, "admin-token-file", "", "the admin token for --admin, read from this file (or give it in "+adminauth.EnvToken+")")
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.BoolVar(&asJSON, "json", false, "print the report as JSON")
@@ -42,6 +45,10 @@ func runAudit(ctx context.Context, args []string) error {
 	}
 	if (dir == "") == (admin == "") {
 		return c.usageErr("give exactly one of --data-dir and --admin")
+	}
+	token, err := clientAdminToken(tokenFile)
+	if err != nil {
+		return c.usageErr("--admin-token-file: %v", err)
 	}
 	var (
 		names []string
@@ -59,7 +66,7 @@ func runAudit(ctx context.Context, args []string) error {
 		}
 	}
 	for _, a := range splitList(admin) {
-		rep, err := auditAdmin(ctx, a)
+		rep, err := auditAdmin(ctx, a, token)
 		if err != nil {
 			if errors.Is(err, errUsage) {
 				return c.usageErr("--admin: %v", err)
@@ -148,12 +155,13 @@ func auditDir(dir string) (server.AuditReport, []string, error) {
 	return rep, notes, nil
 }
 
-func auditAdmin(ctx context.Context, admin string) (server.AuditReport, error) {
+func auditAdmin(ctx context.Context, admin, token string) (server.AuditReport, error) {
 	var rep server.AuditReport
 	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/api/audit", nil)
 	if err != nil {
 		return rep, fmt.Errorf("%w: %v", errUsage, err)
 	}
+	adminauth.SetHeader(req, token)
 	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
 	if err != nil {
 		return rep, fmt.Errorf("audit: %w", err)
@@ -162,6 +170,9 @@ func auditAdmin(ctx context.Context, admin string) (server.AuditReport, error) {
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.NewDecoder(resp.Body).Decode(&e)
+		if resp.StatusCode == http.StatusUnauthorized && token == "" {
+			e.Error += " (give --admin-token-file or " + adminauth.EnvToken + ")"
+		}
 		return rep, fmt.Errorf("audit: %s answered %s: %s", admin, resp.Status, e.Error)
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {

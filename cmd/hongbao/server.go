@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"hongbao/internal/auth"
 	"hongbao/internal/ledger"
 	"hongbao/internal/limits"
 	"hongbao/internal/nodes"
@@ -18,7 +19,8 @@ import (
 func runServer(ctx context.Context, args []string) error {
 	var (
 		o        server.Options
-		secret   string
+		secret   secretFlags
+		admin    adminFlags
 		users    uint
 		amin     uint
 		amax     uint
@@ -33,14 +35,16 @@ func runServer(ctx context.Context, args []string) error {
 		nodesN   int
 	)
 	c := newCommand("server", "Run the access server: holds client connections on event loops, issues shake packets, answers shakes.",
-		"hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --secret s3cret --budget 60000")
+		"HONGBAO_SECRET=s3cret hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --budget 60000")
 	c.group("Network", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Listen, "listen", "127.0.0.1:7000", "client TCP address")
 		fs.StringVar(&o.Admin, "admin", "127.0.0.1:7001", "admin HTTP address (\"\" to disable)")
+		admin.define(fs)
 		fs.IntVar(&o.Loops, "loops", 0, "event loops (0: one per CPU but one)")
 	})
 	c.group("Login", func(fs *flag.FlagSet) {
-		fs.StringVar(&secret, "secret", "", "HMAC secret of login tokens (see 'hongbao token')")
+		secret.define(fs, "HMAC secret of login tokens (see 'hongbao token')")
+		fs.DurationVar(&o.MaxTokenTTL, "max-token-ttl", auth.DefaultMaxTTL, "refuse a login token whose expiry is further ahead than this")
 		fs.BoolVar(&o.AllowClassic, "allow-classic", false, "accept the classic bare user-id login (no token)")
 		fs.UintVar(&users, "users", 0, "refuse user ids above this (0: no limit)")
 	})
@@ -90,13 +94,17 @@ func runServer(ctx context.Context, args []string) error {
 	if o.PacketTTL <= 0 {
 		return c.usageErr("--packet-ttl must be positive")
 	}
+	if o.MaxTokenTTL <= 0 {
+		return c.usageErr("--max-token-ttl must be positive")
+	}
+	tokenDir := o.DataDir // a generated admin token goes there, with or without the ledger
 	if !useLed {
 		o.DataDir = ""
 	} else if o.DataDir == "" {
 		return c.usageErr("--data-dir must not be empty (use --ledger=false to run without a ledger)")
 	}
 	o.MaxPacketCents, o.MaxShares, o.MinShareCents = uint32(maxCents), uint32(maxShare), uint32(minCents)
-	o.Secret, o.Users, o.AmountMin, o.AmountMax = []byte(secret), uint32(users), uint32(amin), uint32(amax)
+	o.Users, o.AmountMin, o.AmountMax = uint32(users), uint32(amin), uint32(amax)
 	if nodesN != 1 || node != 0 {
 		if users == 0 {
 			return c.usageErr("--nodes needs --users (the whole run's users)")
@@ -108,6 +116,17 @@ func runServer(ctx context.Context, args []string) error {
 		o.UsersFrom, o.Users = m.Range(node)
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	sec, err := secret.resolve(c, o.Logger)
+	if err != nil {
+		return err
+	}
+	o.Secret = []byte(sec)
+	if len(o.Secret) == 0 && !o.AllowClassic {
+		return c.usageErr("a token secret is required: --secret-file FILE or HONGBAO_SECRET (or --allow-classic)")
+	}
+	if o.AdminToken, o.AdminAuthOff, err = admin.resolve(c, o.Admin, tokenPathIn(tokenDir, "admin.token"), o.Logger); err != nil {
+		return err
+	}
 	applySchedBatch(batch, o.Logger)
 	if _, err := limits.RaiseFiles(); err != nil {
 		return err
@@ -119,6 +138,12 @@ func runServer(ctx context.Context, args []string) error {
 		return c.usageErr("%v", err)
 	}
 	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	if err := admin.publish(o.Logger); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		_ = s.Shutdown(sctx)
 		return err
 	}
 	<-ctx.Done()

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/sample"
 )
 
@@ -99,6 +100,9 @@ func Listen(addr string, o Options) (*Running, error) {
 		return nil, fmt.Errorf("monitor listen %s: %w", addr, err)
 	}
 	r := &Running{Monitor: m, ln: ln, srv: &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+	// The monitor holds no secret and changes nothing but its series, so
+	// its endpoints stay open; other hosts reaching them is worth a warning.
+	adminauth.WarnExposed(m.o.Logger, "monitor", r.Addr(), "the dashboard and the series to anyone, and POST "+sample.PushPath+" lets anyone add samples to the recorded series")
 	m.Start()
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil

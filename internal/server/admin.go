@@ -108,7 +108,7 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]int64{"balance": s.groups.Balance(uint32(u))})
 	})
-	return mux
+	return s.guardAdmin(mux)
 }
 
 func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {

@@ -16,6 +16,16 @@ type Options struct {
 	Listen string
 	// Admin is the admin HTTP address; "" disables it.
 	Admin string
+	// AdminToken is the bearer token that pprof and the state-changing and
+	// private admin endpoints require (package adminauth); required when
+	// Admin is set, unless AdminAuthOff.
+	AdminToken string
+	// AdminAuthOff serves every admin endpoint without a token; allowed
+	// only when Admin is a loopback address.
+	AdminAuthOff bool
+	// MaxTokenTTL refuses a login token whose expiry is further ahead than
+	// now + MaxTokenTTL (answered token_expired; default auth.DefaultMaxTTL).
+	MaxTokenTTL time.Duration
 	// Secret keys the HMAC of login tokens.
 	Secret []byte
 	// AllowClassic accepts the classic bare user-id login (no token).
@@ -92,6 +102,9 @@ func (o *Options) setDefaults() error {
 	o.Name = cmp.Or(o.Name, "server")
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if err := o.checkAdmin(); err != nil {
+		return err
 	}
 	switch {
 	case len(o.Secret) == 0 && !o.AllowClassic:

@@ -126,6 +126,7 @@ func New(opts Options) (*Server, error) {
 			if err != nil {
 				return nil, err
 			}
+			signer.SetMaxTTL(opts.MaxTokenTTL)
 			l.signer = signer
 		}
 		s.loops = append(s.loops, l)
@@ -168,6 +169,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	go s.ticker()
+	s.warnExposed()
 	s.opts.Logger.Info("server listening", "addr", s.addr, "admin", s.AdminAddr(), "sets", s.opts.Sets,
 		"loops", s.opts.Loops, "budget", s.opts.Budget, "classic", s.opts.AllowClassic)
 	return nil
