@@ -109,9 +109,10 @@ func openLog(dir, path string, f *os.File) (*Log, *State, error) {
 	good := sc.Size
 	var torn *TornTail
 	if d, ok := sc.Tail(); ok {
+		now := time.Now()
 		header := fmt.Sprintf("torn tail cut off %s (%d bytes) when the ledger was opened at %s",
-			path, sc.Size, time.Now().UTC().Format(time.RFC3339))
-		side, err := saveSpans(dir, f, "torn", []Damage{d}, time.Now(), header)
+			path, sc.Size, now.UTC().Format(time.RFC3339))
+		side, err := saveSpans(dir, f, "torn", []Damage{d}, now, header)
 		if err != nil {
 			return nil, nil, err
 		}

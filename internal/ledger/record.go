@@ -28,6 +28,8 @@ const (
 	// bytes: Time (of the repair), Key (the bytes' offset in the file as it
 	// was), Amount (how many). It moves no money; the audit notes it.
 	KindRepair Kind = 7
+
+	lastKind = KindRepair // a higher kind is not a record
 )
 
 func (k Kind) String() string {
@@ -148,7 +150,7 @@ func decodeRecord(p []byte, r *Record) error {
 			r.Recipients[i] = u32()
 		}
 	}
-	if r.Kind < KindCampaign || r.Kind > KindRepair {
+	if r.Kind < KindCampaign || r.Kind > lastKind {
 		return errBadRecord
 	}
 	return nil

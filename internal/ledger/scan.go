@@ -162,7 +162,7 @@ func (w *window) frame(off int64, rec *Record, search bool) (int64, string, erro
 	if err != nil {
 		return 0, "", err
 	}
-	if k := Kind(p[frameHeader]); search && (k < KindCampaign || k > KindRepair) {
+	if k := Kind(p[frameHeader]); search && (k < KindCampaign || k > lastKind) {
 		return 0, badDecode, nil
 	}
 	if crc32.Checksum(p[frameHeader:], crcTable) != binary.LittleEndian.Uint32(p[4:]) {
