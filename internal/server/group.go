@@ -347,10 +347,10 @@ func (q *pqueue) drop(n int) {
 	q.head += n
 	live := len(q.buf) - q.head
 	switch {
-	case live == 0 && cap(q.buf) <= 1024:
-		q.buf, q.head = q.buf[:0], 0
-	case cap(q.buf) > 1024 && live < cap(q.buf)/4:
+	case cap(q.buf) > 64 && live < cap(q.buf)/4:
 		q.buf, q.head = append(make([]*gpacket, 0, 2*live), q.buf[q.head:]...), 0
+	case live == 0:
+		q.buf, q.head = q.buf[:0], 0
 	case q.head >= len(q.buf)/2:
 		copy(q.buf, q.buf[q.head:])
 		clear(q.buf[live:])
