@@ -94,7 +94,7 @@ const (
 	DefaultMinShareCents  = 1
 
 	// A live 3-recipient packet costs about 300 B, a 500-recipient one
-	// about 2.3 KB (recipients, opened shares, map and queue entries).
+	// about 2.5 KB (recipients, opened shares, map and queue entries).
 	DefaultMaxLivePackets   = 1_000_000
 	DefaultMaxLivePerSender = 1_000
 	DefaultMaxSenderRate    = 5_000 // recipients per second: ten packets to 500
