@@ -149,7 +149,7 @@ func auditDir(dir string) (server.AuditReport, []string, error) {
 	}
 	for _, r := range sc.Repairs {
 		notes = append(notes, fmt.Sprintf("a repair at %s dropped %d damaged bytes at offset %d of the file as it was (their hex is in its %s.dropped-* side file)",
-			time.UnixMilli(r.Time).UTC().Format(time.RFC3339), r.Amount, r.Key, ledger.FileName))
+			time.UnixMilli(r.Expiry).UTC().Format(time.RFC3339), r.Amount, r.Key, ledger.FileName))
 	}
 	rep.OK = len(rep.Violations) == 0
 	return rep, notes, nil

@@ -33,6 +33,8 @@ func runServer(ctx context.Context, args []string) error {
 		minCents uint
 		node     int
 		nodesN   int
+		campRate uint
+		campCnt  uint
 	)
 	c := newCommand("server", "Run the access server: holds client connections on event loops, issues shake packets, answers shakes.",
 		"HONGBAO_SECRET=s3cret hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --budget 60000")
@@ -67,6 +69,15 @@ func runServer(ctx context.Context, args []string) error {
 		fs.IntVar(&o.MaxRecipients, "max-recipients", server.DefaultMaxRecipients, "most recipients of a group packet")
 		fs.UintVar(&minCents, "min-share-cents", server.DefaultMinShareCents, "smallest share, cents")
 	})
+	c.group("Limits of live state (a send over them is answered 30 or 31; a campaign or generator over them gets a 4xx)", func(fs *flag.FlagSet) {
+		fs.IntVar(&o.MaxLivePackets, "max-live-packets", server.DefaultMaxLivePackets, "group packets in memory (sent, not yet expired), all senders'")
+		fs.IntVar(&o.MaxLivePerSender, "max-live-per-sender", server.DefaultMaxLivePerSender, "group packets in memory of one sender")
+		fs.IntVar(&o.MaxSenderRate, "max-sender-rate", server.DefaultMaxSenderRate, "recipients x packets per second one sender may send to")
+		fs.IntVar(&o.MaxCampaigns, "max-campaigns", server.DefaultMaxCampaigns, "campaigns running at once (and generators running at once)")
+		fs.UintVar(&campRate, "max-campaign-rate", server.DefaultMaxCampaignRate, "packets per second of one campaign or generator")
+		fs.UintVar(&campCnt, "max-campaign-count", server.DefaultMaxCampaignCount, "packets of one campaign or generator")
+		fs.IntVar(&o.MaxWaiting, "max-waiting", server.DefaultMaxWaiting, "shake packets issued and waiting in the SETs, all campaigns'; at it the issuer waits")
+	})
 	c.group("Process", func(fs *flag.FlagSet) {
 		fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 		fs.DurationVar(&grace, "shutdown-timeout", 10*time.Second, "how long SIGTERM may take to drain")
@@ -98,6 +109,17 @@ func runServer(ctx context.Context, args []string) error {
 		return c.usageErr("--max-token-ttl must be positive")
 	}
 	tokenDir := o.DataDir // a generated admin token goes there, with or without the ledger
+	if o.MaxLivePackets < 1 || o.MaxLivePerSender < 1 || o.MaxCampaigns < 1 || o.MaxWaiting < 1 ||
+		o.MaxLivePackets > 1<<31-1 || o.MaxLivePerSender > 1<<31-1 {
+		return c.usageErr("--max-live-packets, --max-live-per-sender, --max-campaigns and --max-waiting must be positive 32-bit numbers")
+	}
+	if o.MaxSenderRate < o.MaxRecipients || o.MaxSenderRate > 1<<31-1 {
+		return c.usageErr("--max-sender-rate must be at least --max-recipients (%d): a packet to that many could never be sent", o.MaxRecipients)
+	}
+	if campRate < 1 || campRate > 1<<32-1 || campCnt < 1 || campCnt > 1<<32-1 {
+		return c.usageErr("--max-campaign-rate and --max-campaign-count must be positive 32-bit numbers")
+	}
+	o.MaxCampaignRate, o.MaxCampaignCount = uint32(campRate), uint32(campCnt)
 	if !useLed {
 		o.DataDir = ""
 	} else if o.DataDir == "" {

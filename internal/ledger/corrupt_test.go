@@ -17,16 +17,17 @@ import (
 	"time"
 )
 
-// history is a consistent random history of about n records: shake
+// randomHistory is a consistent random history of about n records: shake
 // grants from a campaign, and group packets funded to 3..40 recipients
 // with some of their shares granted and some refunded, each record with
 // the balance it leaves.
-func history(rng *rand.Rand, n int) []Record {
+func randomHistory(rng *rand.Rand, n int) []Record {
 	bal := map[uint32]int64{}
 	rs := []Record{{Kind: KindCampaign, Campaign: 1, Count: 1 << 20, Rate: 1000, Min: 1, Max: 200}}
 	add := func(r Record, delta int64) {
 		bal[r.User] += delta
 		r.Balance = bal[r.User]
+		r.Time = int64(len(rs)) // ms: one record a millisecond
 		rs = append(rs, r)
 	}
 	var pid, shake uint32
@@ -46,7 +47,7 @@ func history(rng *rand.Rand, n int) []Record {
 		}
 		shares := uint32(1 + rng.Intn(len(to)))
 		total := uint64(shares) * uint64(1+rng.Intn(100))
-		add(Record{Kind: KindFunded, Packet: pid, User: sender, Amount: total, Shares: shares, Expiry: 1, Key: uint64(pid), Recipients: to}, -int64(total))
+		add(Record{Kind: KindFunded, Packet: pid, User: sender, Amount: total, Shares: shares, Expiry: 1 << 40, Key: uint64(pid), Recipients: to}, -int64(total))
 		remaining, left := total, shares
 		for i := range rng.Intn(int(shares) + 1) {
 			a := remaining // the last share takes the rest; each leaves a cent for every share after it
@@ -144,7 +145,7 @@ func flipSeed(t *testing.T) int64 {
 // its bytes kept; and reading the file in full keeps every other record.
 func TestRandomByteFlips(t *testing.T) {
 	rng := rand.New(rand.NewSource(flipSeed(t)))
-	rs := history(rng, 3000)
+	rs := randomHistory(rng, 3000)
 	if v := stateWithout(rs).Violations(); len(v) != 0 {
 		t.Fatalf("the history is not consistent: %v", v)
 	}
@@ -298,7 +299,7 @@ func TestTornTails(t *testing.T) {
 // TestDamageInTheMiddle: damage that is not one flipped byte, with intact
 // records after it, is refused at Open and found by the scan exactly.
 func TestDamageInTheMiddle(t *testing.T) {
-	rs := history(rand.New(rand.NewSource(7)), 400)
+	rs := randomHistory(rand.New(rand.NewSource(7)), 400)
 	clean, offs := writeHistory(t, t.TempDir(), rs)
 	n := len(rs)
 	changed := func(data []byte) (idx []int) { // records whose bytes differ in data (of clean's length)
@@ -386,7 +387,7 @@ func TestReplayToRefusesDamageBeforeTheMark(t *testing.T) {
 // repairs and shows what the lost funding leaves behind (grants of an
 // unknown packet); a second repair finds nothing to do.
 func TestRepair(t *testing.T) {
-	rs := history(rand.New(rand.NewSource(3)), 600)
+	rs := randomHistory(rand.New(rand.NewSource(3)), 600)
 	clean, offs := writeHistory(t, t.TempDir(), rs)
 	n := len(rs)
 	funded := -1
@@ -408,6 +409,9 @@ func TestRepair(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A repair record takes the time of the record before it: the
+	// ledger's clock does not jump to the repair's.
+	timeBefore := []int64{rs[funded-1].Time, rs[other-1].Time, rs[n-1].Time}
 	want := []Damage{
 		{Offset: offs[funded], Length: frameSize(&rs[funded])},
 		{Offset: offs[other], Length: frameSize(&rs[other])},
@@ -435,8 +439,8 @@ func TestRepair(t *testing.T) {
 		t.Fatalf("repaired file: %d records, damage %+v, %d repairs, %d bytes (repair said %d)", sc.Records, sc.Damage, len(sc.Repairs), sc.Size, res.SizeAfter)
 	}
 	for i, r := range sc.Repairs {
-		if r.Key != uint64(want[i].Offset) || r.Amount != uint64(want[i].Length) || r.Time != now.UnixMilli() {
-			t.Fatalf("repair record %d: %+v, want offset %d length %d", i, r, want[i].Offset, want[i].Length)
+		if r.Key != uint64(want[i].Offset) || r.Amount != uint64(want[i].Length) || r.Expiry != now.UnixMilli() || r.Time != timeBefore[i] {
+			t.Fatalf("repair record %d: %+v, want offset %d length %d, repaired at %d, time %d", i, r, want[i].Offset, want[i].Length, now.UnixMilli(), timeBefore[i])
 		}
 	}
 	wantSt := stateWithout(rs, funded, other)

@@ -25,8 +25,10 @@ const (
 	KindGrant        Kind = 5 // a share granted: Packet, User, Amount, Remaining, SharesLeft, Balance
 	KindRefund       Kind = 6 // a packet's remainder refunded: Packet, User (sender), Amount, Balance
 	// KindRepair stands where 'hongbao ledger repair' dropped damaged
-	// bytes: Time (of the repair), Key (the bytes' offset in the file as it
-	// was), Amount (how many). It moves no money; the audit notes it.
+	// bytes: Key (the bytes' offset in the file as it was), Amount (how
+	// many), Expiry (when the repair ran, Unix ms). It moves no money; the
+	// audit notes it. Its Time is that of the record before it, so that
+	// the ledger's clock (the latest record time) does not jump.
 	KindRepair Kind = 7
 
 	lastKind = KindRepair // a higher kind is not a record

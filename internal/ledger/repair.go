@@ -90,7 +90,7 @@ func Repair(dir string, now time.Time) (RepairResult, error) {
 		if _, err := io.Copy(bw, io.NewSectionReader(f, pos, d.Offset-pos)); err != nil {
 			return res, fmt.Errorf("ledger repair: copying: %w", err)
 		}
-		mark := Record{Kind: KindRepair, Time: now.UnixMilli(), Key: uint64(d.Offset), Amount: uint64(d.Length)}
+		mark := Record{Kind: KindRepair, Time: d.timeBefore, Expiry: now.UnixMilli(), Key: uint64(d.Offset), Amount: uint64(d.Length)}
 		if _, err := bw.Write(appendFrame(nil, &mark)); err != nil {
 			return res, fmt.Errorf("ledger repair: writing: %w", err)
 		}

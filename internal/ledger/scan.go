@@ -34,6 +34,8 @@ type Damage struct {
 	// file, which is what a crash during the last write leaves (a torn
 	// tail). A damaged last record looks the same and cannot be told apart.
 	Tail bool `json:"torn_tail"`
+	// timeBefore is the Time of the last intact record before the span.
+	timeBefore int64
 }
 
 // Scan is what reading a ledger file in full found. The file is tiled by
@@ -212,6 +214,7 @@ func scan(r io.ReaderAt, end int64, path string, apply func(*Record)) (Scan, err
 	var (
 		rec    Record
 		before []uint64 // intact records before each damaged span
+		last   int64    // the Time of the last intact record
 	)
 	for off := int64(0); off < end; {
 		size, why, err := w.frame(off, &rec, false)
@@ -220,6 +223,7 @@ func scan(r io.ReaderAt, end int64, path string, apply func(*Record)) (Scan, err
 		}
 		if size > 0 {
 			sc.Records++
+			last = rec.Time
 			if rec.Kind == KindRepair {
 				sc.Repairs = append(sc.Repairs, rec)
 			}
@@ -237,7 +241,7 @@ func scan(r io.ReaderAt, end int64, path string, apply func(*Record)) (Scan, err
 		if err != nil {
 			return sc, fmt.Errorf("ledger: reading %s after damage at %d: %w", path, off, err)
 		}
-		sc.Damage = append(sc.Damage, Damage{Offset: off, Length: next - off, Reason: why, Tail: next == end})
+		sc.Damage = append(sc.Damage, Damage{Offset: off, Length: next - off, Reason: why, Tail: next == end, timeBefore: last})
 		before = append(before, sc.Records)
 		off = next
 	}

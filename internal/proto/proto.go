@@ -107,6 +107,12 @@ const (
 	ResultBadRecipients uint32 = 27 // send: no recipients, too many, a bad id, or a duplicate
 	ResultTooFewCents   uint32 = 28 // send: less than the minimum share for every share
 	ResultLedgerFailed  uint32 = 29 // the ledger could not make the record durable
+	// send: the sender, or the server in all, holds as many live packets
+	// as allowed; a send succeeds again once one of them expires.
+	ResultTooManyPackets uint32 = 30
+	// send: over the sender's budget of recipients x packets per second;
+	// try again in the next second.
+	ResultRateLimited uint32 = 31
 )
 
 // Reason is why the server closed a connection, carried by CmdError.

@@ -114,7 +114,7 @@ func (s *Server) adminHandler() http.Handler {
 func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {
 	info, err := s.StartGenerator(spec)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, startStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, info)
@@ -123,10 +123,19 @@ func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {
 func (s *Server) startCampaign(w http.ResponseWriter, spec CampaignSpec) {
 	info, err := s.StartCampaign(spec)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, startStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, info)
+}
+
+// startStatus is the HTTP status of a refused campaign or generator: 429
+// when as many run as allowed (it may start once one ends), 400 otherwise.
+func startStatus(err error) int {
+	if errors.Is(err, ErrTooManyCampaigns) {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusBadRequest
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

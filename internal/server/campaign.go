@@ -32,6 +32,21 @@ var ErrBadCampaign = errors.New("bad campaign")
 // ErrNoCampaign is returned for an unknown campaign id.
 var ErrNoCampaign = errors.New("no such campaign")
 
+// ErrTooManyCampaigns is returned when as many campaigns (or generators)
+// run as the server allows (Options.MaxCampaigns).
+var ErrTooManyCampaigns = errors.New("too many running")
+
+// checkLimits refuses a campaign or generator over the server's limits.
+func checkLimits(o *Options, count, rate uint32) error {
+	switch {
+	case count > o.MaxCampaignCount:
+		return fmt.Errorf("%w: count %d above the limit of %d packets", ErrBadCampaign, count, o.MaxCampaignCount)
+	case rate > o.MaxCampaignRate:
+		return fmt.Errorf("%w: rate %d above the limit of %d packets/s", ErrBadCampaign, rate, o.MaxCampaignRate)
+	}
+	return nil
+}
+
 func (c CampaignSpec) validate() error {
 	switch {
 	case c.Count == 0:
@@ -68,6 +83,11 @@ type CampaignInfo struct {
 	Taken        uint64 `json:"taken"`
 	AmountIssued uint64 `json:"amount_issued"`
 	AmountTaken  uint64 `json:"amount_taken"`
+	// Released are the packets issued, not taken, and taken back out of
+	// the SETs when the campaign was stopped: never granted, so not in the
+	// ledger. Issued = Taken + Released + still waiting.
+	Released       uint32 `json:"released"`
+	AmountReleased uint64 `json:"amount_released"`
 }
 
 // campaign is a running shake campaign. The issuer goroutine owns the issue
@@ -82,6 +102,8 @@ type campaign struct {
 	amountIssued uint64
 	anchor       time.Time // pacing origin
 	sinceAnchor  uint64    // packets issued since anchor
+	released     uint32
+	amtReleased  uint64
 
 	taken       atomic.Uint64
 	amountTaken atomic.Uint64
@@ -96,6 +118,7 @@ type campaigns struct {
 	rng    *rand.Rand
 
 	led        *ledger.Log // nil without a ledger
+	opts       *Options
 	sets       []set
 	perSet     []uint64 // packets issued into each set, for proportional spreading
 	nextPacket atomic.Uint32
@@ -104,17 +127,33 @@ type campaigns struct {
 	// be issued; with started set, zero means "all taken".
 	outstanding atomic.Int64
 	started     atomic.Bool
+	// waiting counts packets issued into the sets and not yet taken or
+	// released; the issuer keeps it under opts.MaxWaiting.
+	waiting atomic.Int64
 }
 
-func newCampaigns(sets []set) *campaigns {
-	return &campaigns{sets: sets, perSet: make([]uint64, len(sets)), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+func newCampaigns(sets []set, o *Options) *campaigns {
+	return &campaigns{sets: sets, opts: o, perSet: make([]uint64, len(sets)), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 }
 
 func (cs *campaigns) start(spec CampaignSpec, now time.Time) (CampaignInfo, error) {
 	if err := spec.validate(); err != nil {
 		return CampaignInfo{}, err
 	}
+	if err := checkLimits(cs.opts, spec.Count, spec.Rate); err != nil {
+		return CampaignInfo{}, err
+	}
 	cs.mu.Lock()
+	running := 0
+	for _, c := range cs.list {
+		if c.state == StateRunning {
+			running++
+		}
+	}
+	if running >= cs.opts.MaxCampaigns {
+		cs.mu.Unlock()
+		return CampaignInfo{}, fmt.Errorf("%w: %d campaigns are running, the most allowed", ErrTooManyCampaigns, running)
+	}
 	cs.nextID++
 	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, anchor: now}
 	cs.list = append(cs.list, c)
@@ -164,17 +203,33 @@ func (cs *campaigns) restore(st *ledger.State, now time.Time) {
 	}
 }
 
+// stop ends a running campaign: nothing more is issued, and its packets
+// waiting in the SETs are taken back out (released). They were never
+// granted, so the ledger has nothing of them and the audit is unchanged: a
+// stopped campaign's budget still covers granted + not granted. A campaign
+// that issued everything (done) is left as it is.
 func (cs *campaigns) stop(id uint32) (CampaignInfo, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.list {
 		if c.id == id {
-			if c.state == StateRunning {
-				c.state = StateStopped
-				cs.outstanding.Add(-int64(c.spec.Count - c.issued))
-				if cs.led != nil {
-					cs.led.Append(&ledger.Record{Kind: ledger.KindCampaignStop, Time: time.Now().UnixMilli(), Campaign: id}, nil)
-				}
+			if c.state != StateRunning {
+				return c.info(), nil
+			}
+			cs.outstanding.Add(-int64(c.spec.Count - c.issued))
+			c.state = StateStopped
+			if cs.led != nil {
+				cs.led.Append(&ledger.Record{Kind: ledger.KindCampaignStop, Time: cs.opts.Now().UnixMilli(), Campaign: id}, nil)
+			}
+			for i := range cs.sets {
+				st := &cs.sets[i]
+				st.mu.Lock()
+				n, amount := st.queue.removeIf(func(p *packet) bool { return p.campaign == c })
+				st.mu.Unlock()
+				c.released += uint32(n)
+				c.amtReleased += amount
+				cs.waiting.Add(-int64(n))
+				cs.outstanding.Add(-int64(n))
 			}
 			return c.info(), nil
 		}
@@ -196,6 +251,7 @@ func (c *campaign) info() CampaignInfo {
 	return CampaignInfo{
 		ID: c.id, CampaignSpec: c.spec, State: c.state, Issued: c.issued,
 		Taken: c.taken.Load(), AmountIssued: c.amountIssued, AmountTaken: c.amountTaken.Load(),
+		Released: c.released, AmountReleased: c.amtReleased,
 	}
 }
 
@@ -233,6 +289,7 @@ const maxLag = 50 * time.Millisecond
 func (cs *campaigns) issue(now time.Time) (rate float64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	room := int64(cs.opts.MaxWaiting) - cs.waiting.Load()
 	for _, c := range cs.list {
 		if c.state != StateRunning {
 			continue
@@ -246,9 +303,12 @@ func (cs *campaigns) issue(now time.Time) (rate float64) {
 			// Fell behind: forget the backlog rather than burst it out.
 			c.anchor, c.sinceAnchor, due = now, 0, 0
 		}
-		for c.sinceAnchor < due && c.issued < c.spec.Count {
+		// At MaxWaiting the campaign falls behind; past maxLag it re-anchors,
+		// so what it could not issue is not burst out later.
+		for c.sinceAnchor < due && c.issued < c.spec.Count && room > 0 {
 			cs.issueOne(c)
 			c.sinceAnchor++
+			room--
 		}
 		if c.issued == c.spec.Count {
 			c.state = StateDone
@@ -267,6 +327,7 @@ func (cs *campaigns) issueOne(c *campaign) {
 	}
 	p := packet{id: cs.nextPacket.Add(1), amount: uint32(amount), campaign: c}
 	cs.sets[cs.pickSet()].put(p)
+	cs.waiting.Add(1)
 	c.issued++
 	c.amountIssued += amount
 }
@@ -307,4 +368,5 @@ func (cs *campaigns) taken(p packet) {
 	p.campaign.taken.Add(1)
 	p.campaign.amountTaken.Add(uint64(p.amount))
 	cs.outstanding.Add(-1)
+	cs.waiting.Add(-1)
 }

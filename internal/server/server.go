@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -100,7 +101,7 @@ func New(opts Options) (*Server, error) {
 	for i := range s.sets {
 		s.sets[i].sessions = make(map[uint32]*session)
 	}
-	s.camps = newCampaigns(s.sets)
+	s.camps = newCampaigns(s.sets, &s.opts)
 	s.groups = newGroups(s)
 	if opts.DataDir != "" {
 		t0 := time.Now()
@@ -113,10 +114,13 @@ func New(opts Options) (*Server, error) {
 				"bytes", t.Length, "reason", t.Reason, "kept_in", t.SideFile)
 		}
 		s.led, s.camps.led = led, led
-		s.groups.restore(st)
+		s.groups.restore(st, opts.Now())
 		s.camps.restore(st, opts.Now())
-		opts.Logger.Info("ledger recovered", "dir", opts.DataDir, "records", st.Records, "packets", len(st.Packets),
+		opts.Logger.Info("ledger recovered", "dir", opts.DataDir, "records", st.Records, "packets", st.Funded, "live", len(st.Packets),
 			"campaigns", len(st.Campaigns), "users", len(st.Balances), "took", time.Since(t0).Round(time.Millisecond))
+		// The replayed state is garbage now: give its memory back to the
+		// system rather than keep the replay's peak for the process's life.
+		debug.FreeOSMemory()
 	}
 	per := (opts.Budget + n - 1) / n
 	for i := 0; i < n; i++ {
@@ -198,8 +202,8 @@ func (s *Server) StartCampaign(spec CampaignSpec) (CampaignInfo, error) {
 	return info, err
 }
 
-// StopCampaign stops issuing a campaign's packets; those already waiting
-// in the SETs can still be taken.
+// StopCampaign stops a running campaign: it issues no more, and its
+// packets waiting in the SETs are released (never granted).
 func (s *Server) StopCampaign(id uint32) (CampaignInfo, error) { return s.camps.stop(id) }
 
 // Campaigns lists every campaign with its progress.

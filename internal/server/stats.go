@@ -148,19 +148,25 @@ type GroupStats struct {
 	Refunds       uint64 `json:"refunds"`
 	Refunded      uint64 `json:"refunded_amount"`
 	Pushes        uint64 `json:"pushes"` // pushes queued to online recipients
+	// Sends refused by the limits of live state (results 30 and 31).
+	TooMany     uint64 `json:"too_many_packets"`
+	RateLimited uint64 `json:"rate_limited"`
+	Live        int64  `json:"live"` // packets in memory now (a gauge)
 }
 
 func (g GroupStats) sub(o GroupStats) GroupStats {
 	return GroupStats{Sent: g.Sent - o.Sent, FundedAmount: g.FundedAmount - o.FundedAmount, Opens: g.Opens - o.Opens,
 		Grants: g.Grants - o.Grants, GrantedAmount: g.GrantedAmount - o.GrantedAmount, Refunds: g.Refunds - o.Refunds,
-		Refunded: g.Refunded - o.Refunded, Pushes: g.Pushes - o.Pushes}
+		Refunded: g.Refunded - o.Refunded, Pushes: g.Pushes - o.Pushes, TooMany: g.TooMany - o.TooMany,
+		RateLimited: g.RateLimited - o.RateLimited, Live: g.Live}
 }
 
 // groupStats reads the group-packet counters.
 func (s *Server) groupStats() GroupStats {
 	g := s.groups
 	return GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
-		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load()}
+		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load(),
+		TooMany: g.tooMany.Load(), RateLimited: g.rateLimited.Load(), Live: g.live.Load()}
 }
 
 func (s *Server) totals() (t Totals, conns int64) {
