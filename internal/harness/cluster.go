@@ -21,6 +21,9 @@ type ServerSpec struct {
 	Secret string
 	Extra  []string // more flags
 	Env    []string // more environment (NAME=value)
+	// NoFile, if non-zero, is the server's open-file limit (soft and
+	// hard, set by /bin/sh's ulimit before it execs the server).
+	NoFile int
 }
 
 // ServerProc is a running server child with its admin client.
@@ -53,6 +56,10 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 	logf, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		return nil, err
+	}
+	if spec.NoFile > 0 {
+		args = append([]string{"-c", `ulimit -n ` + strconv.Itoa(spec.NoFile) + ` && exec "$0" "$@"`, bin}, args...)
+		bin = "/bin/sh"
 	}
 	p, err := StartEnv("server", bin, args, spec.Env, logf)
 	if err != nil {
