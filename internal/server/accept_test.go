@@ -128,9 +128,10 @@ func TestShedsBeforeEMFILEAndAcceptsAgain(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "open files at the limit") {
 		t.Errorf("/healthz while the table is full: %d %q", code, body)
 	}
-	if st := s.Stats(); st.Totals.Shed != 1 || st.Connections != int64(len(held)) {
-		t.Errorf("shed %d, connections %d; want 1 and %d", st.Totals.Shed, st.Connections, len(held))
-	}
+	wait.For(t, 5*time.Second, "one connection shed and the rest held", func() bool {
+		st := s.Stats()
+		return st.Totals.Shed == 1 && st.Connections == int64(len(held))
+	})
 
 	for _, c := range held {
 		c.Close()
@@ -222,32 +223,49 @@ func TestListenerDeathIsReported(t *testing.T) {
 		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	})
 	login(t, s, 1).Close()
+	wait.For(t, 5*time.Second, "the first connection closed", func() bool { return s.Stats().Connections == 0 })
 
-	// Take every free descriptor but one; the client's socket takes that.
+	// Take every free descriptor but one and connect with that one: the
+	// server's accept finds none. (Again if something freed one meanwhile.)
 	var leak []int
 	defer func() {
 		for _, fd := range leak {
 			unix.Close(fd)
 		}
 	}()
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			break
+	addr, err := net.ResolveTCPAddr("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := &unix.SockaddrInet4{Port: addr.Port}
+	copy(to.Addr[:], addr.IP.To4())
+	for attempt := 0; ; attempt++ {
+		if attempt == 20 {
+			t.Fatal("gnet kept running with no descriptor left to accept: this test no longer reaches the fallback")
 		}
-		leak = append(leak, fd)
-	}
-	unix.Close(leak[len(leak)-1])
-	leak = leak[:len(leak)-1]
-	if c, err := net.DialTimeout("tcp", s.Addr(), time.Second); err == nil {
-		defer c.Close()
-	} else {
-		t.Fatalf("dial with one descriptor free: %v", err)
-	}
-	select {
-	case <-s.runDone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("gnet kept running with accept at EMFILE: this test no longer reaches the fallback")
+		for {
+			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			leak = append(leak, fd)
+		}
+		unix.Close(leak[len(leak)-1])
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			leak = leak[:len(leak)-1]
+			continue
+		}
+		leak[len(leak)-1] = fd
+		if err := unix.Connect(fd, to); err != nil {
+			t.Fatalf("connect: %v", err)
+		}
+		select {
+		case <-s.runDone:
+		case <-time.After(200 * time.Millisecond):
+			continue
+		}
+		break
 	}
 	for _, fd := range leak {
 		unix.Close(fd)
