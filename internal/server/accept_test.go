@@ -279,3 +279,32 @@ func TestListenerDeathIsReported(t *testing.T) {
 		t.Errorf("no ERROR log of the stopped listener:\n%s", logs.String())
 	}
 }
+
+// TestReusePortListenersShareOnePort: every event loop listens (SO_REUSEPORT)
+// on the one port the server reports, also when asked for port 0, and a
+// second server on a port that is taken refuses to start instead of
+// sharing it.
+func TestReusePortListenersShareOnePort(t *testing.T) {
+	s := startServer(t, func(o *Options) { o.Loops = 3 })
+	for u := uint32(1); u <= 30; u++ {
+		login(t, s, u)
+	}
+	used := 0
+	for _, l := range s.loops {
+		if l.counters.opened.Load() > 0 {
+			used++
+		}
+	}
+	if used < 2 {
+		t.Errorf("30 connections all went to one of 3 loops: the loops do not share the port")
+	}
+
+	o := Options{Listen: s.Addr(), Secret: testSecret, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Start(t.Context()); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("a second server on %s: %v, want address in use", s.Addr(), err)
+	}
+}
