@@ -20,6 +20,9 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(holdEnv) != "" {
+		os.Exit(holdMain()) // a holder process of TestAcceptSurvivesTheOpenFileLimit
+	}
 	dir, err := os.MkdirTemp("", "hongbao-bin-")
 	if err != nil {
 		panic(err)

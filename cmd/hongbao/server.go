@@ -43,6 +43,7 @@ func runServer(ctx context.Context, args []string) error {
 		fs.StringVar(&o.Admin, "admin", "127.0.0.1:7001", "admin HTTP address (\"\" to disable)")
 		admin.define(fs)
 		fs.IntVar(&o.Loops, "loops", 0, "event loops (0: one per CPU but one)")
+		fs.IntVar(&o.MaxConns, "max-conns", 0, "most client connections held; more are closed at once as 'server full' (0: the open-file limit less a reserve)")
 	})
 	c.group("Login", func(fs *flag.FlagSet) {
 		secret.define(fs, "HMAC secret of login tokens (see 'hongbao token')")

@@ -25,6 +25,9 @@ type ServerSpec struct {
 	Env    []string // more environment (NAME=value)
 	// AdminToken is the admin API's bearer token ("": a new random one).
 	AdminToken string
+	// NoFile, if non-zero, is the server's open-file limit (soft and
+	// hard, set by /bin/sh's ulimit before it execs the server).
+	NoFile int
 }
 
 // ServerProc is a running server child with its admin client.
@@ -59,6 +62,10 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 		return nil, err
 	}
 	token := cmp.Or(spec.AdminToken, NewSecret())
+	if spec.NoFile > 0 {
+		args = append([]string{"-c", `ulimit -n ` + strconv.Itoa(spec.NoFile) + ` && exec "$0" "$@"`, bin}, args...)
+		bin = "/bin/sh"
+	}
 	p, err := StartEnv("server", bin, args, secretEnv(spec.Secret, token, spec.Env), logf)
 	if err != nil {
 		logf.Close()

@@ -146,6 +146,14 @@ func (l *Log) TornTail() *TornTail { return l.torn }
 // Path is the ledger file's path.
 func (l *Log) Path() string { return l.path }
 
+// Err is the write error after which the log refuses every record, or nil
+// while it can still make records durable (a closed log is not an error).
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
 // refusing is why the log takes no more records (its write error, or
 // ErrClosed once closing), or nil. l.mu must be held.
 func (l *Log) refusing() error {

@@ -135,6 +135,8 @@ const (
 	ReasonBadUser        Reason = 12 // user id outside the server's range, or another user's id
 	ReasonNotForClient   Reason = 13 // a server-to-client command sent by the client
 	ReasonSlowReader     Reason = 14 // the client does not read its answers
+	// 15..17: the connection deadlines (another branch of issue 12).
+	ReasonOverLimit Reason = 18 // the server holds all the connections it may (--max-conns or its open-file limit)
 )
 
 var reasonText = [...]string{
@@ -153,10 +155,14 @@ var reasonText = [...]string{
 	ReasonBadUser:        "user id not served here",
 	ReasonNotForClient:   "command is server-to-client only",
 	ReasonSlowReader:     "client does not read its answers",
+	15:                   "reserved (15)", // placeholders: 15..17 are the deadline reasons of another branch
+	16:                   "reserved (16)",
+	17:                   "reserved (17)",
+	ReasonOverLimit:      "server full",
 }
 
 // NumReasons is one past the highest Reason: reasons are dense from 0.
-const NumReasons = 15
+const NumReasons = 19
 
 var reasonName = [NumReasons]string{
 	ReasonNone:           "none",
@@ -174,6 +180,10 @@ var reasonName = [NumReasons]string{
 	ReasonBadUser:        "bad_user",
 	ReasonNotForClient:   "not_for_client",
 	ReasonSlowReader:     "slow_reader",
+	15:                   "reserved_15", // placeholders, as above
+	16:                   "reserved_16",
+	17:                   "reserved_17",
+	ReasonOverLimit:      "over_limit",
 }
 
 // Name is the reason's short snake_case name, for metric labels and

@@ -14,8 +14,8 @@ func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	s.mountObservability(mux) // /metrics, /debug/pprof (observe.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.draining.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		if err := s.Health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")

@@ -106,6 +106,10 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l.counters.conns.Add(1)
 	ss := newSession(c, l)
 	c.SetContext(ss)
+	if why := s.admit(c.Fd()); why != proto.ReasonNone {
+		ss.why = why // closed now, before gnet accepts another (accept.go)
+		return proto.AppendError(nil, s.sec.Load(), why, 0), gnet.Close
+	}
 	if s.draining.Load() {
 		ss.why = proto.ReasonShutdown
 		return proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0), gnet.Close
@@ -120,6 +124,9 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	if ss.set != nil {
 		ss.set.logout(ss)
+	}
+	if ss.why != proto.ReasonOverLimit { // a shed connection was never admitted
+		h.s.release()
 	}
 	k := &ss.loop.counters
 	k.conns.Add(-1)

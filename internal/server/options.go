@@ -80,6 +80,11 @@ type Options struct {
 	// MaxWaiting bounds the shake packets issued and waiting in the SETs,
 	// over all campaigns: at the bound the issuer waits for takes.
 	MaxWaiting int
+	// MaxConns is the most client connections held at once; more are
+	// closed at once with ReasonOverLimit. 0: what RLIMIT_NOFILE allows
+	// after the descriptors kept for the rest (see accept.go); a value above
+	// that is refused.
+	MaxConns int
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Monitor is the address of a `hongbao monitor` to push a sample to

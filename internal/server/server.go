@@ -50,6 +50,8 @@ type Server struct {
 	runErr   error
 	sec      atomic.Uint64 // coarse clock, Unix seconds, for frame stamps and admission
 	draining atomic.Bool
+	fdLimit  int       // RLIMIT_NOFILE when the server was made
+	adm      admission // connections admitted at the open-file limit (accept.go)
 	rater    rater
 	mon      *monitorState // per-second samples to a monitor (observe.go)
 
@@ -88,8 +90,16 @@ func New(opts Options) (*Server, error) {
 		n = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	opts.Loops = n
+	fdLimit, err := openFileLimit()
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.setMaxConns(fdLimit); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:     opts,
+		fdLimit:  fdLimit,
 		sets:     make([]set, opts.Sets),
 		loopOf:   make(map[gnet.EventLoop]*loop, n),
 		booted:   make(chan struct{}),
@@ -148,18 +158,37 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("admin listen %s: %w", s.opts.Admin, err)
 		}
 		s.adminLn = ln
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+		ln = newLimitListener(ln, maxAdminConns) // its descriptors come out of the reserve
 		go s.admin.Serve(ln)
+	}
+	listen, err := claimAddr(s.opts.Listen)
+	if err != nil {
+		s.closeAdmin()
+		if s.led != nil {
+			s.led.Close()
+		}
+		return fmt.Errorf("listen %s: %w", s.opts.Listen, err)
 	}
 	go func() {
 		defer close(s.runDone)
-		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+s.opts.Listen,
+		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+listen,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.opts.Loops),
+			gnet.WithReusePort(true), // each loop accepts and runs OnOpen in turn (accept.go)
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{s.opts.Logger}),
 		)
+		select {
+		case <-s.booted:
+			if !s.draining.Load() {
+				// gnet.Run returns nil after an accept error too: its own ERROR lines say why.
+				s.opts.Logger.Error("the client listener stopped: the node accepts no connections until it is restarted",
+					"err", s.runErr, "open_file_limit", s.fdLimit)
+			}
+		default:
+		}
 	}()
 	select {
 	case <-s.booted:

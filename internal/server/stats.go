@@ -102,6 +102,9 @@ type Totals struct {
 	GrantedAmount uint64 `json:"granted_amount"`
 	Accepted      uint64 `json:"accepted"`
 	Closed        uint64 `json:"closed"` // the sum of Disconnects
+	// Shed counts connections closed at once because the server was full
+	// (Disconnects' over_limit: --max-conns or the open-file limit).
+	Shed uint64 `json:"shed"`
 	// Commands counts requests by command (sample.ServerCommands order);
 	// Disconnects counts closed connections by reason
 	// (sample.DisconnectReasons order).
@@ -114,7 +117,7 @@ func (t Totals) sub(o Totals) Totals {
 		Requests: t.Requests - o.Requests, Shakes: t.Shakes - o.Shakes, Got: t.Got - o.Got,
 		None: t.None - o.None, AllTaken: t.AllTaken - o.AllTaken, Overloaded: t.Overloaded - o.Overloaded,
 		Logins: t.Logins - o.Logins, Errors: t.Errors - o.Errors, GrantedAmount: t.GrantedAmount - o.GrantedAmount,
-		Accepted: t.Accepted - o.Accepted, Closed: t.Closed - o.Closed,
+		Accepted: t.Accepted - o.Accepted, Closed: t.Closed - o.Closed, Shed: t.Shed - o.Shed,
 	}
 	for i := range d.Commands {
 		d.Commands[i] = t.Commands[i] - o.Commands[i]
@@ -129,6 +132,7 @@ func (t Totals) sub(o Totals) Totals {
 type Stats struct {
 	Time        int64          `json:"time"`
 	Connections int64          `json:"connections"`
+	MaxConns    int            `json:"max_conns"` // connections beyond it are shed
 	LoggedIn    int64          `json:"logged_in"`
 	Waiting     int            `json:"waiting_packets"`
 	Totals      Totals         `json:"totals"`
@@ -192,6 +196,7 @@ func (s *Server) totals() (t Totals, conns int64) {
 		t.Accepted += uint64(c.opened.Load())
 		t.Closed += uint64(c.closed.Load())
 	}
+	t.Shed = t.Disconnects[disconnectIndex(proto.ReasonOverLimit, nil)]
 	return t, conns
 }
 
@@ -228,7 +233,7 @@ func (s *Server) Stats() Stats {
 	t, conns := s.totals()
 	online, waiting := s.occupancy()
 	st := Stats{
-		Time: s.opts.Now().Unix(), Connections: conns, LoggedIn: online, Waiting: waiting,
+		Time: s.opts.Now().Unix(), Connections: conns, MaxConns: s.opts.MaxConns, LoggedIn: online, Waiting: waiting,
 		Totals: t, Rates: s.rater.rates(), Campaigns: s.camps.infos(),
 		Groups: s.groupStats(),
 	}

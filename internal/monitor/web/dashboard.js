@@ -56,6 +56,7 @@ const fixed = [
     ["client hang-ups", s => v(s.server, "disconnects_hangup")],
     ["replaced", s => v(s.server, "disconnects_replaced")],
     ["slow readers", s => v(s.server, "disconnects_slow_reader")],
+    ["shed, server full", s => v(s.server, "disconnects_over_limit")],
   ]],
   ["Latency (ms, clients, merged)", "ms", [
     ["p50", s => s.latency ? s.latency.p50_us / 1000 : null],
