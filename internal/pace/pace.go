@@ -72,9 +72,6 @@ func dueBy(elapsed time.Duration, rate uint64) uint64 {
 	return q
 }
 
-// Rate is the pacer's rate per second.
-func (p *Pacer) Rate() int { return int(p.rate) }
-
 // Due returns how many events are due at now and not yet taken. Past a
 // stall it first forgets the backlog older than MaxLag.
 func (p *Pacer) Due(now time.Time) int {
