@@ -82,8 +82,12 @@ var Charts = []Chart{
 	}},
 }
 
-func srv(label, key, unit string) Series { return Series{Label: label, From: "server", Key: key, Unit: unit} }
-func cli(label, key, unit string) Series { return Series{Label: label, From: "client", Key: key, Unit: unit} }
+func srv(label, key, unit string) Series {
+	return Series{Label: label, From: "server", Key: key, Unit: unit}
+}
+func cli(label, key, unit string) Series {
+	return Series{Label: label, From: "client", Key: key, Unit: unit}
+}
 
 // Lines are the lines c draws over secs: its series, or for a per-process
 // chart its series for each process name in secs, sorted by name.
