@@ -57,6 +57,19 @@ function shadePhases(phase) {
   };
 }
 
+// axisSize fits the y axis to its longest value (1,000,000 connections).
+function axisSize(u, values, i, cycle) {
+  const axis = u.axes[i];
+  if (cycle > 1) return axis._size;
+  let size = axis.ticks.size + axis.gap;
+  const longest = (values || []).reduce((a, v) => v.length > a.length ? v : a, "");
+  if (longest !== "") {
+    u.ctx.font = axis.font[0];
+    size += u.ctx.measureText(longest).width / devicePixelRatio;
+  }
+  return Math.ceil(size);
+}
+
 // newChart appends a chart element for chart c with the given line labels
 // to container and returns {plot, el}; phase(i) gives the phase of the i-th
 // x for a chart that shades them.
@@ -69,7 +82,7 @@ function newChart(container, c, labels, phase) {
     title: c.title, width: chartWidth(container), height: chartHeight,
     scales: { x: { time: true }, y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * 1.08 : 1] } },
     series: [{}].concat(labels.map((l, i) => ({ label: l, stroke: chartPalette[i % chartPalette.length], width: 1.5, spanGaps: false }))),
-    axes: [{}, { size: 60, label: c.unit || undefined }],
+    axes: [{}, { size: axisSize, label: c.unit || undefined }],
     hooks: c.phases && phase ? { drawClear: [shadePhases(phase)] } : {},
   };
   const plot = new uPlot(opts, [[]].concat(labels.map(() => [])), el);
