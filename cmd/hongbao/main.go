@@ -29,7 +29,7 @@ var subcommands = []subcommand{
 	{"bench-ledger", "measure durable grants/s and shakes with the ledger on vs off, print JSON", runBenchLedger},
 	{"monitor", "merge per-second samples, live dashboard, record a series", runMonitor},
 	{"run", "the seed's scenario at scale: nodes, clients, three phases, a report", runRun},
-	{"plot", "render a recorded series as PNG charts and an HTML report", runPlot},
+	{"plot", "render a recorded series as a self-contained HTML report with charts", runPlot},
 }
 
 func usage() {

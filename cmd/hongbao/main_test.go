@@ -132,7 +132,7 @@ func TestDemoClientAndServerAgree(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got",
-		"dashboard: http://127.0.0.1:", "rate.png", "report: "} {
+		"dashboard: http://127.0.0.1:", "series: ", "report: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -143,10 +143,13 @@ func TestDemoClientAndServerAgree(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plot exit %d: %s", code, perr)
 	}
-	for _, f := range []string{"rate.png", "packets.png", "connections.png", "latency.png", "report.html"} {
-		st, err := os.Stat(filepath.Join(plots, f))
-		if err != nil || st.Size() < 1000 {
-			t.Errorf("plot did not write %s (%v); output:\n%s", f, err, pout)
+	rep, err := os.ReadFile(filepath.Join(plots, "report.html"))
+	if err != nil || !strings.Contains(pout, filepath.Join(plots, "report.html")) {
+		t.Fatalf("plot did not write report.html (%v); output:\n%s", err, pout)
+	}
+	for _, c := range []string{"rate", "packets", "connections", "latency"} {
+		if !strings.Contains(string(rep), `"id":"`+c+`"`) {
+			t.Errorf("report.html lacks the %s chart", c)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hongbao/internal/ledger"
+	"hongbao/internal/pace"
 	"hongbao/internal/split"
 )
 
@@ -100,8 +101,7 @@ type campaign struct {
 	state        string
 	issued       uint32
 	amountIssued uint64
-	anchor       time.Time // pacing origin
-	sinceAnchor  uint64    // packets issued since anchor
+	pace         pace.Pacer
 	released     uint32
 	amtReleased  uint64
 
@@ -155,7 +155,7 @@ func (cs *campaigns) start(spec CampaignSpec, now time.Time) (CampaignInfo, erro
 		return CampaignInfo{}, fmt.Errorf("%w: %d campaigns are running, the most allowed", ErrTooManyCampaigns, running)
 	}
 	cs.nextID++
-	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, anchor: now}
+	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, pace: pace.New(int(spec.Rate), maxLag, now)}
 	cs.list = append(cs.list, c)
 	cs.outstanding.Add(int64(spec.Count))
 	cs.started.Store(true)
@@ -187,7 +187,7 @@ func (cs *campaigns) restore(st *ledger.State, now time.Time) {
 	for _, id := range slices.Sorted(maps.Keys(st.Campaigns)) {
 		lc := st.Campaigns[id]
 		c := &campaign{id: id, spec: CampaignSpec{Count: lc.Count, Rate: lc.Rate, Min: lc.Min, Max: lc.Max, Budget: lc.Budget},
-			state: StateRunning, anchor: now, issued: min(lc.Taken, lc.Count), amountIssued: lc.AmountTaken}
+			state: StateRunning, pace: pace.New(int(lc.Rate), maxLag, now), issued: min(lc.Taken, lc.Count), amountIssued: lc.AmountTaken}
 		c.taken.Store(uint64(lc.Taken))
 		c.amountTaken.Store(lc.AmountTaken)
 		switch {
@@ -260,28 +260,17 @@ func (cs *campaigns) allTaken() bool {
 	return cs.started.Load() && cs.outstanding.Load() <= 0
 }
 
-// The issuer wakes every half interval between packets, between minTick
-// and maxTick; pacing is computed from elapsed time, so the tick only sets
-// the granularity. One of fifty nodes issuing 4 packets a second wakes ten
-// times a second, not 200, and a server with no campaign running once a
-// second (the ticker's second boundary; a started campaign kicks it): on a
-// box running a hundred processes, wake-ups are what costs. A timer every
-// 100 ms cost an idle Go process about 50 context switches a second.
-const (
-	minTick = 5 * time.Millisecond
-	maxTick = 100 * time.Millisecond
-)
+// The issuer wakes at pace.Tick of the running campaigns' total rate (half
+// the interval between packets, within 5-100 ms), and once a second when
+// no campaign runs (the ticker's second boundary; a started campaign kicks
+// it).
+const minTick = pace.MinTick
 
-// tickFor is the issuer's period for packets due at rate per second.
-func tickFor(rate float64) time.Duration {
-	if rate <= 0 {
-		return time.Second
-	}
-	return min(max(time.Duration(float64(time.Second)/(2*rate)), minTick), maxTick)
-}
+func tickFor(rate float64) time.Duration { return pace.Tick(rate) }
 
-// maxLag bounds catch-up: if the issuer fell further behind than this (a
-// stall, a paused process), it re-anchors instead of bursting.
+// maxLag bounds catch-up: after a stall (a paused process, a full
+// MaxWaiting) a campaign issues at most maxLag's worth of its backlog, plus
+// the packet just due, and forgets the rest rather than burst it out.
 const maxLag = 50 * time.Millisecond
 
 // issue issues every packet due at now and returns the running
@@ -295,21 +284,14 @@ func (cs *campaigns) issue(now time.Time) (rate float64) {
 			continue
 		}
 		rate += float64(c.spec.Rate)
-		elapsed := now.Sub(c.anchor)
-		due := uint64(elapsed.Seconds() * float64(c.spec.Rate))
-		// The packet just due is not a lag (at a low rate, one packet's
-		// interval alone exceeds maxLag): only the ones due before it are.
-		if lag := due - c.sinceAnchor; due > c.sinceAnchor+1 && time.Duration(float64(lag-1)/float64(c.spec.Rate)*float64(time.Second)) > maxLag {
-			// Fell behind: forget the backlog rather than burst it out.
-			c.anchor, c.sinceAnchor, due = now, 0, 0
-		}
-		// At MaxWaiting the campaign falls behind; past maxLag it re-anchors,
-		// so what it could not issue is not burst out later.
-		for c.sinceAnchor < due && c.issued < c.spec.Count && room > 0 {
+		// At MaxWaiting the campaign falls behind; its pacer forgets what is
+		// more than maxLag late, so that is not burst out later.
+		n := min(c.pace.Due(now), int(c.spec.Count-c.issued), int(max(room, 0)))
+		for range n {
 			cs.issueOne(c)
-			c.sinceAnchor++
-			room--
 		}
+		c.pace.Take(n)
+		room -= int64(n)
 		if c.issued == c.spec.Count {
 			c.state = StateDone
 		}

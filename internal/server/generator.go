@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"hongbao/internal/ledger"
+	"hongbao/internal/pace"
 	"hongbao/internal/proto"
 )
 
@@ -145,9 +146,12 @@ func (s *Server) runGenerator(g *generator) {
 	defer g.done.Store(true)
 	sp := g.info.GeneratorSpec
 	rng := rand.New(rand.NewPCG(rand.Uint64(), uint64(g.info.ID)))
-	t := time.NewTicker(tickFor(float64(sp.Rate)))
+	t := time.NewTicker(pace.Tick(float64(sp.Rate)))
 	defer t.Stop()
-	start := time.Now()
+	// Unlike a campaign's, the generator's backlog is kept whole (MaxLag
+	// 0): after a stall it catches up, so Count packets take Count/Rate
+	// seconds (the runner sizes Count to its phases).
+	p := pace.New(int(sp.Rate), 0, s.opts.Now())
 	var made uint32
 	for made < sp.Count {
 		select {
@@ -155,8 +159,9 @@ func (s *Server) runGenerator(g *generator) {
 			return
 		case <-t.C:
 		}
-		due := uint32(min(float64(sp.Count), time.Since(start).Seconds()*float64(sp.Rate)))
-		for ; made < due; made++ {
+		n := min(p.Due(s.opts.Now()), int(sp.Count-made))
+		p.Take(n)
+		for due := made + uint32(n); made < due; made++ {
 			to := make([]uint32, 0, sp.Recipients)
 			for len(to) < int(sp.Recipients) {
 				u := sp.From + uint32(rng.Uint64N(uint64(sp.To-sp.From)+1))
