@@ -321,6 +321,10 @@ func appendFrame(b []byte, r *Record) []byte {
 	return b
 }
 
+// ReplayTo replays this ledger's file up to offset limit (see ReplayTo):
+// at a Mark's offset, the state the records before the mark made.
+func (l *Log) ReplayTo(limit int64) (*State, error) { return ReplayTo(filepath.Dir(l.path), limit) }
+
 // Replay reads the ledger in dir (read-only) into a new State. A torn
 // tail (a crash during a write) ends the replay; damage followed by
 // intact records is a *CorruptError (see Inspect to read past it).
