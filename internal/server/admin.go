@@ -106,7 +106,7 @@ func (s *Server) adminHandler() http.Handler {
 			writeError(w, http.StatusBadRequest, fmt.Errorf("user id: %w", err))
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]int64{"balance": s.groups.Balance(uint32(u))})
+		writeJSON(w, http.StatusOK, map[string]int64{"balance": s.money.Balance(uint32(u))})
 	})
 	return s.guardAdmin(mux)
 }

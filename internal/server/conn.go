@@ -10,6 +10,7 @@ import (
 
 	"hongbao/internal/auth"
 	"hongbao/internal/ledger"
+	"hongbao/internal/money"
 	"hongbao/internal/proto"
 )
 
@@ -163,7 +164,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		out, reason, cause = s.handle(ss, frame, out)
 		if queued && reason == proto.ReasonNone && len(out) > before {
 			// Answers are queued behind the ledger: this one goes behind them.
-			s.led.Append(nil, ss.replyLater(slices.Clone(out[before:]), -1, 0))
+			s.money.Barrier(ss.replyLater(slices.Clone(out[before:]), -1, 0))
 			out = out[:before]
 		}
 	}
@@ -262,7 +263,7 @@ func (s *Server) handle(ss *session, frame, out []byte) ([]byte, proto.Reason, p
 		if ss.set == nil {
 			return out, proto.ReasonNotLoggedIn, h.Cmd
 		}
-		return proto.AppendListResp(out, now, proto.U32(p, 0), s.groups.pending(ss.user, proto.MaxListed)), 0, 0
+		return proto.AppendListResp(out, now, proto.U32(p, 0), s.money.Pending(ss.user, proto.MaxListed)), 0, 0
 	}
 	return out, proto.ReasonNotForClient, h.Cmd
 }
@@ -289,7 +290,7 @@ func (s *Server) login(ss *session, user uint32, classic bool, now uint64, out [
 		return out, proto.ReasonBadUser, cmd
 	}
 	ss.user, ss.classic = user, classic
-	ss.set = &s.sets[int(user)%len(s.sets)]
+	ss.set = s.setOf(user)
 	if old := ss.set.login(ss); old != nil {
 		old.closeWith(proto.AppendError(nil, now, proto.ReasonReplaced, cmd), proto.ReasonReplaced)
 	}
@@ -312,22 +313,20 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 		return proto.AppendShakeResp(out, now, ss.user, proto.ResultOverloaded, 0, 0)
 	}
 	l.admitted++
-	if p, ok := ss.set.take(); ok {
-		s.camps.taken(p)
+	if p, ok := s.money.TakeShake(ss.user); ok {
 		c.got.Add(1)
-		c.grantedAmount.Add(uint64(p.amount))
+		c.grantedAmount.Add(uint64(p.Amount))
 		// A granted shake packet is a money movement: with a ledger it is
 		// answered once its record is durable.
-		rec := ledger.Record{Kind: ledger.KindShake, Time: s.opts.Now().UnixMilli(), Campaign: p.campaign.id, Packet: p.id, Amount: uint64(p.amount)}
 		if s.led == nil {
-			s.groups.move(ss.user, int64(p.amount), &rec, nil)
-			return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.id, p.amount)
+			s.money.GrantShake(ss.user, p, nil)
+			return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.ID, p.Amount)
 		}
-		s.groups.move(ss.user, int64(p.amount), &rec,
-			ss.replyLater(proto.AppendShakeResp(nil, now, ss.user, proto.ResultGot, p.id, p.amount), 1, proto.ResultLedgerFailed))
+		s.money.GrantShake(ss.user, p,
+			ss.replyLater(proto.AppendShakeResp(nil, now, ss.user, proto.ResultGot, p.ID, p.Amount), 1, proto.ResultLedgerFailed))
 		return out
 	}
-	if s.camps.allTaken() {
+	if s.money.AllTaken() {
 		c.allTaken.Add(1)
 		return proto.AppendShakeResp(out, now, ss.user, proto.ResultAllTaken, 0, 0)
 	}
@@ -339,50 +338,48 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 // once the grant (or, for a repeat, the first grant) is durable. classic
 // answers with the classic frame (packet id, amount; 0 for a refusal).
 func (s *Server) openPacket(ss *session, id uint32, classic bool, now uint64, out []byte) []byte {
-	answer := func(dst []byte, r openResult) []byte {
+	answer := func(dst []byte, r money.OpenResult) []byte {
 		if classic {
-			return proto.AppendFrame(dst, proto.CmdClassicOpenR, now, id, r.amount)
+			return proto.AppendFrame(dst, proto.CmdClassicOpenR, now, id, r.Amount)
 		}
-		return proto.AppendFrame(dst, proto.CmdOpenResp, now, id, r.result, r.amount)
+		return proto.AppendFrame(dst, proto.CmdOpenResp, now, id, r.Result, r.Amount)
 	}
-	var later func(openResult) ledger.Done
+	var later func(money.OpenResult) ledger.Done
 	if s.led != nil {
-		later = func(r openResult) ledger.Done {
+		later = func(r money.OpenResult) ledger.Done {
 			if classic { // no result field: a failure answers amount 0
 				return ss.replyLater(answer(nil, r), 1, 0)
 			}
 			return ss.replyLater(answer(nil, r), 1, proto.ResultLedgerFailed)
 		}
 	}
-	r := s.groups.open(ss.user, id, later)
-	if r.durable {
+	r := s.money.Open(ss.user, id, later)
+	if r.Durable {
 		return out
 	}
 	return answer(out, r)
 }
 
-// sendPacket answers a group send: at once when invalid, once the funding
-// record is durable otherwise.
+// sendPacket answers a group send: at once when refused (or without a
+// ledger), once the funding record is durable otherwise.
 func (s *Server) sendPacket(ss *session, p []byte, now uint64, out []byte) []byte {
 	items := proto.Items(proto.CmdSend, p)
-	sp := SendSpec{Sender: ss.user, Total: proto.U32(p, 0), Shares: proto.U32(p, 1), Key: proto.U64(p, 2),
+	sp := money.SendSpec{Sender: ss.user, Total: proto.U32(p, 0), Shares: proto.U32(p, 1), Key: proto.U64(p, 2),
 		Recipients: make([]uint32, len(items)/4)}
 	for i := range sp.Recipients {
 		sp.Recipients[i] = proto.U32(items, i)
 	}
 	key := sp.Key
-	if r := s.validateSend(&sp); r != proto.ResultOK || s.led == nil {
-		var id uint32
-		if r == proto.ResultOK {
-			s.groups.send(sp, func(pid, res uint32) { id, r = pid, res })
-		}
-		return proto.AppendFrame(out, proto.CmdSendResp, now, r, id, uint32(key>>32), uint32(key))
-	}
-	ss.inflight++
-	s.groups.send(sp, func(pid, res uint32) {
+	id, r, later := s.money.Send(sp, func(pid, res uint32) {
 		_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdSendResp, s.sec.Load(), res, pid, uint32(key>>32), uint32(key)), ss.resume)
 	})
-	return out
+	if later {
+		// The answer's write, on this loop, ends it (resume): it cannot
+		// come before this.
+		ss.inflight++
+		return out
+	}
+	return proto.AppendFrame(out, proto.CmdSendResp, now, r, id, uint32(key>>32), uint32(key))
 }
 
 // gnetLogger routes gnet's logs to slog.

@@ -93,7 +93,7 @@ func TestSendLimits(t *testing.T) {
 			// The next second (rate), or once the packets expire (live): sends again.
 			clk.Add(time.Minute + time.Second)
 			wait.For(t, 5*time.Second, "the server's clock", clk.sec(s))
-			wait.For(t, 5*time.Second, "the packets' expiry", func() bool { return s.groups.live.Load() == 0 })
+			wait.For(t, 5*time.Second, "the packets' expiry", func() bool { return s.money.GroupStats().Live == 0 })
 			key++
 			if r, _ := sendResult(t, conns[1], 100, 1, key, to[:1]...); r != proto.ResultOK {
 				t.Fatalf("after the limit lifted: result %d", r)
@@ -119,7 +119,7 @@ func TestIdempotencyKeyLivesWithThePacket(t *testing.T) {
 		t.Fatalf("repeat while live: packet %d, want %d", again, id)
 	}
 	clk.Add(time.Minute)
-	wait.For(t, 5*time.Second, "the expiry", func() bool { return s.groups.live.Load() == 0 })
+	wait.For(t, 5*time.Second, "the expiry", func() bool { return s.money.GroupStats().Live == 0 })
 	if n := idemKeys(s); n != 0 {
 		t.Fatalf("%d idempotency keys kept after the packet expired", n)
 	}
@@ -129,15 +129,7 @@ func TestIdempotencyKeyLivesWithThePacket(t *testing.T) {
 	audit(t, s)
 }
 
-func idemKeys(s *Server) (n int) {
-	for i := range s.groups.idem {
-		is := &s.groups.idem[i]
-		is.mu.Lock()
-		n += len(is.m)
-		is.mu.Unlock()
-	}
-	return n
-}
+func idemKeys(s *Server) int { return s.money.Holdings().Keys }
 
 // liveState counts what the group engine holds: packets in the maps and
 // queues (and the queues' arrays), idempotency keys, per-sender live and
@@ -147,25 +139,8 @@ type liveState struct {
 }
 
 func stateOf(s *Server) liveState {
-	var ls liveState
-	g := s.groups
-	for i := range g.shards {
-		sh := &g.shards[i]
-		sh.mu.Lock()
-		ls.packets += len(sh.packets)
-		ls.fifo += sh.fifo.len()
-		ls.fifoCap += cap(sh.fifo.buf)
-		sh.mu.Unlock()
-	}
-	for i := range g.idem {
-		is := &g.idem[i]
-		is.mu.Lock()
-		ls.keys += len(is.m)
-		ls.senders += len(is.live)
-		is.mu.Unlock()
-	}
-	ls.live = int(g.live.Load())
-	return ls
+	h := s.money.Holdings()
+	return liveState{packets: h.Packets, fifo: h.Queued, fifoCap: h.QueueCap, keys: h.Keys, senders: h.Senders, live: int(h.Live)}
 }
 
 // heapAfterGC is the live heap of this process (server and test clients).
@@ -409,7 +384,7 @@ func TestRestartRebuildsOnlyLivePackets(t *testing.T) {
 			t.Fatalf("open %d: %+v", id, r)
 		}
 	}
-	wait.For(t, 5*time.Second, "the expiry", func() bool { return s.groups.live.Load() == 0 })
+	wait.For(t, 5*time.Second, "the expiry", func() bool { return s.money.GroupStats().Live == 0 })
 	stopServer(t, s)
 	s = startLedgerServer(t, dir, nil) // 24 h
 	c = login(t, s, 1)

@@ -53,7 +53,7 @@ func (s *Server) stopMonitor() {
 
 // issuedTotals sums the packets issued by every campaign and their amounts.
 func (s *Server) issuedTotals() (n, amount uint64) {
-	for _, c := range s.camps.infos() {
+	for _, c := range s.money.Campaigns() {
 		n += uint64(c.Issued)
 		amount += c.AmountIssued
 	}
@@ -167,7 +167,7 @@ func (s *Server) mountObservability(mux *http.ServeMux) {
 				emit(float64(g.TooMany), "too_many_packets")
 				emit(float64(g.RateLimited), "rate_limited")
 			}),
-		obs.Gauge("hongbao_group_packets_live", "Group packets in memory (sent, not yet expired).", func() float64 { return float64(s.groups.live.Load()) }),
+		obs.Gauge("hongbao_group_packets_live", "Group packets in memory (sent, not yet expired).", func() float64 { return float64(s.money.GroupStats().Live) }),
 		obs.Counter("hongbao_group_pushes_total", "Group packet pushes queued to online recipients.", grp(func(g GroupStats) uint64 { return g.Pushes })),
 		obs.Counter("hongbao_monitor_samples_dropped_total", "Per-second samples dropped because the monitor was unreachable.", func() float64 {
 			if s.mon == nil {

@@ -3,9 +3,15 @@
 // users into independent SETs, issues shake red packets at a fixed rate and
 // answers shakes, and serves an admin HTTP API.
 //
+// The money (balances, packets, campaigns, generators, the audit) is the
+// engine of package money; the server holds the connections and sessions
+// and calls it.
+//
 // The files split by concern: options.go (configuration), conn.go (the
-// per-connection event handlers and the request path), set.go (the SETs),
-// campaign.go (issuing packets), stats.go (counters), admin.go (HTTP).
+// per-connection event handlers and the request path), set.go (the SETs'
+// sessions), money.go (the engine's wiring), group.go (delivery of the
+// engine's pushes, refunds and durable answers), stats.go (counters),
+// admin.go (HTTP).
 package server
 
 import (
@@ -26,18 +32,18 @@ import (
 
 	"hongbao/internal/auth"
 	"hongbao/internal/ledger"
+	"hongbao/internal/money"
+	"hongbao/internal/pace"
 	"hongbao/internal/proto"
 )
 
 // Server is one access server process's engine.
 type Server struct {
-	opts   Options
-	sets   []set
-	camps  *campaigns
-	groups *groups
-	led    *ledger.Log // nil without a ledger
-	gens   generators
-	loops  []*loop
+	opts  Options
+	sets  []set
+	money *money.Engine
+	led   *ledger.Log // nil without a ledger
+	loops []*loop
 
 	loopMu   sync.Mutex
 	loopOf   map[gnet.EventLoop]*loop
@@ -111,8 +117,8 @@ func New(opts Options) (*Server, error) {
 	for i := range s.sets {
 		s.sets[i].sessions = make(map[uint32]*session)
 	}
-	s.camps = newCampaigns(s.sets, &s.opts)
-	s.groups = newGroups(s)
+	cfg := money.Config{Sets: opts.Sets, Limits: opts.limits(), Clock: clock{s}, Sink: sink{s}, Logger: opts.Logger,
+		Online: func(i int) int64 { return s.sets[i].online.Load() }}
 	if opts.DataDir != "" {
 		t0 := time.Now()
 		led, st, err := ledger.Open(opts.DataDir)
@@ -123,14 +129,16 @@ func New(opts Options) (*Server, error) {
 			opts.Logger.Warn("ledger: cut off a torn tail (an interrupted last write)", "file", led.Path(), "offset", t.Offset,
 				"bytes", t.Length, "reason", t.Reason, "kept_in", t.SideFile)
 		}
-		s.led, s.camps.led = led, led
-		s.groups.restore(st, opts.Now())
-		s.camps.restore(st, opts.Now())
+		s.led, cfg.Ledger = led, led
+		s.money = money.New(cfg)
+		s.money.Restore(st)
 		opts.Logger.Info("ledger recovered", "dir", opts.DataDir, "records", st.Records, "packets", st.Funded, "live", len(st.Packets),
 			"campaigns", len(st.Campaigns), "users", len(st.Balances), "took", time.Since(t0).Round(time.Millisecond))
 		// The replayed state is garbage now: give its memory back to the
 		// system rather than keep the replay's peak for the process's life.
 		debug.FreeOSMemory()
+	} else {
+		s.money = money.New(cfg)
 	}
 	per := (opts.Budget + n - 1) / n
 	for i := 0; i < n; i++ {
@@ -219,31 +227,14 @@ func (s *Server) AdminAddr() string {
 	return s.adminLn.Addr().String()
 }
 
-// StartCampaign starts a shake campaign.
-func (s *Server) StartCampaign(spec CampaignSpec) (CampaignInfo, error) {
-	info, err := s.camps.start(spec, s.opts.Now())
-	if err == nil {
-		select {
-		case s.kickTick <- struct{}{}:
-		default:
-		}
-	}
-	return info, err
-}
-
-// StopCampaign stops a running campaign: it issues no more, and its
-// packets waiting in the SETs are released (never granted).
-func (s *Server) StopCampaign(id uint32) (CampaignInfo, error) { return s.camps.stop(id) }
-
-// Campaigns lists every campaign with its progress.
-func (s *Server) Campaigns() []CampaignInfo { return s.camps.infos() }
-
-// ticker drives the coarse clock, the campaign issuer and the per-second
-// rates. It wakes as often as the campaigns' pacing needs (tickFor) and
-// just after each second begins.
+// ticker drives the coarse clock, the campaign issuer, the expiry of group
+// packets and the per-second rates. It wakes as often as the campaigns'
+// pacing needs (pace.Tick of their total rate: half the interval between
+// packets, within 5-100 ms), and just after each second begins (when no
+// campaign runs; a started campaign kicks it).
 func (s *Server) ticker() {
 	defer close(s.tickDone)
-	t := time.NewTimer(minTick)
+	t := time.NewTimer(pace.MinTick)
 	defer t.Stop()
 	lastSec := s.sec.Load()
 	for {
@@ -256,8 +247,8 @@ func (s *Server) ticker() {
 		now := s.opts.Now()
 		sec := uint64(now.Unix())
 		s.sec.Store(sec)
-		rate := s.camps.issue(now)
-		s.groups.expire(now)
+		rate := s.money.Issue(now)
+		s.money.Expire(now)
 		if sec != lastSec {
 			lastSec = sec
 			tot, conns := s.totals()
@@ -265,7 +256,7 @@ func (s *Server) ticker() {
 			s.monitorTick(now.Unix()-1, tot, conns)
 		}
 		next := time.Second - time.Duration(now.Nanosecond()) + time.Millisecond
-		t.Reset(min(tickFor(rate), next))
+		t.Reset(min(pace.Tick(rate), next))
 	}
 }
 
@@ -295,7 +286,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.eng.Stop(ctx)
 	<-s.runDone
-	s.stopGenerators()
+	s.money.StopGenerators()
 	if s.led != nil {
 		if e := s.led.Close(); e != nil {
 			s.opts.Logger.Error("closing the ledger", "err", e)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hongbao/internal/ledger"
+	"hongbao/internal/money"
 	"hongbao/internal/proto"
 )
 
@@ -142,21 +143,8 @@ type Stats struct {
 	Ledger      *ledger.Stats  `json:"ledger,omitempty"`
 }
 
-// GroupStats count group packets.
-type GroupStats struct {
-	Sent          uint64 `json:"sent"`
-	FundedAmount  uint64 `json:"funded_amount"`
-	Opens         uint64 `json:"opens"`
-	Grants        uint64 `json:"grants"`
-	GrantedAmount uint64 `json:"granted_amount"`
-	Refunds       uint64 `json:"refunds"`
-	Refunded      uint64 `json:"refunded_amount"`
-	Pushes        uint64 `json:"pushes"` // pushes queued to online recipients
-	// Sends refused by the limits of live state (results 30 and 31).
-	TooMany     uint64 `json:"too_many_packets"`
-	RateLimited uint64 `json:"rate_limited"`
-	Live        int64  `json:"live"` // packets in memory now (a gauge)
-}
+// GroupStats count group packets (the money engine's counters).
+type GroupStats money.GroupStats
 
 func (g GroupStats) sub(o GroupStats) GroupStats {
 	return GroupStats{Sent: g.Sent - o.Sent, FundedAmount: g.FundedAmount - o.FundedAmount, Opens: g.Opens - o.Opens,
@@ -166,12 +154,7 @@ func (g GroupStats) sub(o GroupStats) GroupStats {
 }
 
 // groupStats reads the group-packet counters.
-func (s *Server) groupStats() GroupStats {
-	g := s.groups
-	return GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
-		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load(),
-		TooMany: g.tooMany.Load(), RateLimited: g.rateLimited.Load(), Live: g.live.Load()}
-}
+func (s *Server) groupStats() GroupStats { return GroupStats(s.money.GroupStats()) }
 
 func (s *Server) totals() (t Totals, conns int64) {
 	for _, l := range s.loops {
@@ -223,9 +206,8 @@ func (r *rater) rates() Totals {
 func (s *Server) occupancy() (online int64, waiting int) {
 	for i := range s.sets {
 		online += s.sets[i].online.Load()
-		waiting += s.sets[i].waiting()
 	}
-	return online, waiting
+	return online, s.money.Waiting()
 }
 
 // Stats returns a snapshot of the server's counters and campaigns.
@@ -234,7 +216,7 @@ func (s *Server) Stats() Stats {
 	online, waiting := s.occupancy()
 	st := Stats{
 		Time: s.opts.Now().Unix(), Connections: conns, MaxConns: s.opts.MaxConns, LoggedIn: online, Waiting: waiting,
-		Totals: t, Rates: s.rater.rates(), Campaigns: s.camps.infos(),
+		Totals: t, Rates: s.rater.rates(), Campaigns: s.money.Campaigns(),
 		Groups: s.groupStats(),
 	}
 	if s.led != nil {
