@@ -165,8 +165,8 @@ func (e *Engine) TakeShake(user uint32) (ShakePacket, bool) {
 }
 
 // GrantShake grants user p, a packet TakeShake gave: it credits the
-// balance and queues the grant's record to the ledger with done (nil
-// without a ledger), which runs once the record is durable.
+// balance and queues the grant's record to the ledger with done (may be
+// nil), which runs once the record is durable (at once without a ledger).
 func (e *Engine) GrantShake(user uint32, p ShakePacket, done ledger.Done) {
 	e.camps.taken(p)
 	rec := ledger.Record{Kind: ledger.KindShake, Time: e.clock.Now().UnixMilli(), Campaign: p.c.id, Packet: p.ID, Amount: uint64(p.Amount)}

@@ -350,15 +350,19 @@ type OpenResult struct {
 	Durable bool
 }
 
-// Open opens group packet id for user. An answer that must be durable
-// (with a ledger: later is then not nil) is built by later, under the
+// Open opens group packet id for user. With a ledger, an answer that must
+// be durable (a new share, or a repeat) is built by later, under the
 // packet's lock and before its record is queued, and completed by the
-// ledger; Open returns it with Durable set. Otherwise the answer is the
-// result.
+// ledger; Open returns it with Durable set. Otherwise, and always without a
+// ledger (later may then be nil), the result is the answer.
 func (e *Engine) Open(user, id uint32, later func(OpenResult) ledger.Done) OpenResult {
+	if e.led == nil {
+		later = nil
+	}
 	return e.groups.open(user, id, later)
 }
 
+// open is Open; later is nil without a ledger.
 func (g *groups) open(user, id uint32, later func(OpenResult) ledger.Done) OpenResult {
 	e := g.e
 	sh := g.shard(id)

@@ -39,6 +39,8 @@ type Ledger interface {
 	ReplayTo(pos int64) (*ledger.State, error)
 }
 
+var _ Ledger = (*ledger.Log)(nil)
+
 // Clock is the engine's time.
 type Clock interface {
 	// Now stamps records and decides expiry.
@@ -159,7 +161,8 @@ const balShards = 64
 func (e *Engine) balanceOf(u uint32) *balShard { return &e.bals[u%uint32(len(e.bals))] }
 
 // move changes user's balance by delta, fills rec's User and Balance and
-// queues rec to the ledger (if any) under the balance lock.
+// queues rec to the ledger under the balance lock. Without a ledger, done
+// (if any) runs at once, after the lock.
 func (e *Engine) move(user uint32, delta int64, rec *ledger.Record, done ledger.Done) {
 	b := e.balanceOf(user)
 	b.mu.Lock()
@@ -168,8 +171,12 @@ func (e *Engine) move(user uint32, delta int64, rec *ledger.Record, done ledger.
 	rec.User, rec.Balance = user, bal
 	if e.led != nil {
 		e.led.Append(rec, done)
+		done = nil
 	}
 	b.mu.Unlock()
+	if done != nil {
+		done.Durable(rec, nil)
+	}
 }
 
 // Balance returns a user's balance in cents.
@@ -211,5 +218,3 @@ func (e *Engine) Restore(st *ledger.State) {
 		e.balanceOf(u).m[u] = b
 	}
 }
-
-var _ Ledger = (*ledger.Log)(nil)

@@ -318,7 +318,7 @@ func (s *Server) shake(ss *session, now uint64, out []byte) []byte {
 		c.grantedAmount.Add(uint64(p.Amount))
 		// A granted shake packet is a money movement: with a ledger it is
 		// answered once its record is durable.
-		if s.led == nil {
+		if !s.money.Durable() {
 			s.money.GrantShake(ss.user, p, nil)
 			return proto.AppendShakeResp(out, now, ss.user, proto.ResultGot, p.ID, p.Amount)
 		}
@@ -345,7 +345,7 @@ func (s *Server) openPacket(ss *session, id uint32, classic bool, now uint64, ou
 		return proto.AppendFrame(dst, proto.CmdOpenResp, now, id, r.Result, r.Amount)
 	}
 	var later func(money.OpenResult) ledger.Done
-	if s.led != nil {
+	if s.money.Durable() {
 		later = func(r money.OpenResult) ledger.Done {
 			if classic { // no result field: a failure answers amount 0
 				return ss.replyLater(answer(nil, r), 1, 0)
