@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
 	"time"
 
@@ -170,11 +168,7 @@ func readServer(srv *harness.ServerProc) (procstat.Sample, server.Stats, error) 
 
 // costWindow measures the server for d with monitoring on or off.
 func costWindow(ctx context.Context, srv *harness.ServerProc, on bool, d time.Duration) (*CostWindow, error) {
-	paused := "1"
-	if on {
-		paused = "0"
-	}
-	if err := srv.Admin.Post("/debug/monitor?paused="+paused, nil, nil); err != nil {
+	if err := srv.Admin.PauseMonitor(!on); err != nil {
 		return nil, err
 	}
 	// Let the switch settle (the sample of the second in progress).
@@ -201,10 +195,7 @@ loop:
 			if !on {
 				continue
 			}
-			resp, err := http.Get(srv.Admin.Base + "/metrics")
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
+			if _, err := srv.Admin.Metrics(); err == nil {
 				scrapes++
 			}
 		}

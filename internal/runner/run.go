@@ -504,8 +504,7 @@ func (r *run) startPackets() error {
 			if t-f+1 < 3 {
 				continue
 			}
-			var info server.GeneratorInfo
-			if err := n.Admin.Post("/api/generators", server.GeneratorSpec{Count: uint32(g * secs), Rate: uint32(g), From: f, To: t}, &info); err != nil {
+			if _, err := n.Admin.StartGenerator(server.GeneratorSpec{Count: uint32(g * secs), Rate: uint32(g), From: f, To: t}); err != nil {
 				return fmt.Errorf("node-%d: starting the group generator: %w", k, err)
 			}
 		}
@@ -519,7 +518,7 @@ func postQPS(clients []*harness.LoadProc, q int) []error {
 	errs := make([]error, len(clients))
 	var wg sync.WaitGroup
 	for i, c := range clients {
-		wg.Go(func() { errs[i] = c.Admin.Post("/qps?qps="+strconv.Itoa(q), nil, nil) })
+		wg.Go(func() { errs[i] = c.Admin.SetQPS(q) })
 	}
 	wg.Wait()
 	return errs
