@@ -24,6 +24,7 @@ type Settle struct {
 type Final struct {
 	Stats     []server.Stats // by node; a node that did not answer is zero
 	Read      int            // nodes whose stats were read
+	StatsErr  error          // why the others were not
 	Campaigns []server.CampaignInfo
 	// Audits of the nodes that answered, with their names; AuditErrs says
 	// which did not and why.
@@ -67,6 +68,8 @@ func (e *Engine) Settle(o Settle) Final {
 		if st, err := n.Admin.ServerStats(); err == nil {
 			f.Stats[k] = st
 			f.Read++
+		} else {
+			f.StatsErr = errors.Join(f.StatsErr, fmt.Errorf("%s: %w", n.Name, err))
 		}
 		if !o.Audit {
 			continue
@@ -94,27 +97,14 @@ type ClientEnd struct {
 	Err     error
 }
 
-// Stop stops every child: the clients first (SIGTERM, then their
-// summaries), then the nodes, each given its grace before SIGKILL. Deaths
-// are no longer reported from here on.
+// Stop stops every child: the running clients first (StopClients), then
+// the nodes, each given its grace before SIGKILL; then any child still
+// there is killed.
 func (c *Cluster) Stop(clientGrace, nodeGrace time.Duration) Stopped {
-	c.mu.Lock()
-	c.stopping = true
-	c.mu.Unlock()
-	var s Stopped
-	clients := c.running()
-	s.Clients = make([]ClientEnd, len(clients))
-	var wg sync.WaitGroup
-	for i, cl := range clients {
-		wg.Go(func() {
-			_ = cl.Stop(clientGrace)
-			sum, err := cl.Summary()
-			s.Clients[i] = ClientEnd{Name: cl.Name, Summary: sum, Err: err}
-		})
-	}
-	wg.Wait()
+	s := Stopped{Clients: c.StopClients(clientGrace)}
 	nodes := c.Nodes()
 	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
 	for k, n := range nodes {
 		wg.Go(func() { errs[k] = n.Stop(nodeGrace) })
 	}
@@ -134,4 +124,26 @@ func (c *Cluster) Stop(clientGrace, nodeGrace time.Duration) Stopped {
 		fmt.Fprintf(c.out(), "%d children had to be killed\n", s.Killed)
 	}
 	return s
+}
+
+// StopClients stops the running clients in parallel (SIGTERM, grace, then
+// SIGKILL) and returns their summaries; they leave the running clients.
+// From here on no exit is a death: the scenario is ending.
+func (c *Cluster) StopClients(grace time.Duration) []ClientEnd {
+	c.mu.Lock()
+	c.stopping = true
+	clients := c.clients
+	c.clients = nil
+	c.mu.Unlock()
+	ends := make([]ClientEnd, len(clients))
+	var wg sync.WaitGroup
+	for i, cl := range clients {
+		wg.Go(func() {
+			_ = cl.Stop(grace)
+			sum, err := cl.Summary()
+			ends[i] = ClientEnd{Name: cl.Name, Summary: sum, Err: err}
+		})
+	}
+	wg.Wait()
+	return ends
 }
