@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -167,7 +168,7 @@ func (c *Cluster) startClients(specs []ClientSpec) error {
 		if err := os.MkdirAll(spec.Dir, 0o755); err != nil {
 			return err
 		}
-		spec.Name = cmpOr(spec.Name, "load")
+		spec.Name = cmp.Or(spec.Name, "load")
 		if spec.Secret == "" {
 			spec.Secret = c.secret
 		}
@@ -272,4 +273,12 @@ func (c *Cluster) collected(cl *Client) {
 			return
 		}
 	}
+}
+
+// out is where warnings go.
+func (c *Cluster) out() io.Writer {
+	if c.Out == nil {
+		return io.Discard
+	}
+	return c.Out
 }

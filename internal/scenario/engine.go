@@ -16,7 +16,6 @@ package scenario
 import (
 	"context"
 	"errors"
-	"io"
 	"sync"
 	"time"
 
@@ -186,12 +185,4 @@ func (e *Engine) wait(ctx context.Context, d time.Duration, done <-chan struct{}
 	case <-t.C:
 		return nil
 	}
-}
-
-// out is where warnings go.
-func (c *Cluster) out() io.Writer {
-	if c.Out == nil {
-		return io.Discard
-	}
-	return c.Out
 }

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,32 +93,25 @@ func nameOf(ph Phase) string {
 	case Nodes:
 		return "nodes"
 	case Clients:
-		return cmpOr(p.Name, "clients")
+		return cmp.Or(p.Name, "clients")
 	case Connect:
-		return cmpOr(p.Name, "connect")
+		return cmp.Or(p.Name, "connect")
 	case Hold:
-		return cmpOr(p.Name, "hold")
+		return cmp.Or(p.Name, "hold")
 	case Rate:
-		return cmpOr(p.Name, fmt.Sprintf("rate %d", p.QPS))
+		return cmp.Or(p.Name, fmt.Sprintf("rate %d", p.QPS))
 	case Packets:
 		return "packets"
 	case UntilExit:
 		return "until exit"
 	case Mark:
-		return cmpOr(p.Name, "mark")
+		return cmp.Or(p.Name, "mark")
 	case Collect:
-		return cmpOr(p.Name, "collect")
+		return cmp.Or(p.Name, "collect")
 	case Monitor:
 		return "monitor"
 	}
 	return fmt.Sprintf("%T", ph)
-}
-
-func cmpOr(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }
 
 func (p Nodes) run(ctx context.Context, e *Engine, _ *Result) error {
