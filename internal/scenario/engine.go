@@ -52,7 +52,7 @@ type Engine struct {
 
 // New returns an engine over c for a cluster of users users.
 func New(c *Cluster, users int) *Engine {
-	return &Engine{c: c, users: users, poll: poller{grace: statsGrace, now: time.Now}, rates: rater{out: c.out()}}
+	return &Engine{c: c, users: users, poll: poller{grace: statsGrace, now: time.Now}}
 }
 
 // Cluster is the engine's cluster.
@@ -95,7 +95,7 @@ type Result struct {
 	Scrapes    int           // Hold with Scrape: /metrics answers read
 	Campaigns  []Campaign    // Packets: the campaigns started
 	Snapshot   *Snapshot     // Mark
-	Summaries  []*load.Summary
+	Summaries  []*load.Summary // Collect: the clients' summaries
 }
 
 // Campaign is a shake campaign the scenario started on a node.

@@ -160,7 +160,7 @@ func (p Rate) run(ctx context.Context, e *Engine, r *Result) error {
 	e.mu.Lock()
 	e.rated = true
 	e.mu.Unlock()
-	go e.rates.patiently(e.c.running(), p.QPS)
+	go e.rates.patiently(e.c.out(), e.c.running(), p.QPS)
 	return e.hold(ctx, p, r, p.For, p.Poll, false)
 }
 

@@ -11,10 +11,7 @@ import (
 
 // rater sets the clients' rate. Each call starts a generation; a setter of
 // an older one stops retrying, so the newest rate is the one that stays.
-type rater struct {
-	out io.Writer
-	gen atomic.Int64
-}
+type rater struct{ gen atomic.Int64 }
 
 // rateRetry is how long patiently keeps asking a client that does not answer.
 const rateRetry = time.Minute
@@ -40,8 +37,8 @@ func (r *rater) once(clients []*Client, q int) error {
 // on an overloaded box a client's admin listener can take longer than the
 // admin timeout, and a client that is slow is not dead (the watch sees
 // deaths). It gives up after rateRetry and says so; the phase goes on, and
-// its report shows the rate the clients actually sent.
-func (r *rater) patiently(clients []*Client, q int) {
+// its report shows the rate the clients actually sent. Warnings go to out.
+func (r *rater) patiently(out io.Writer, clients []*Client, q int) {
 	gen := r.gen.Add(1)
 	pending := clients
 	deadline := time.Now().Add(rateRetry)
@@ -55,10 +52,10 @@ func (r *rater) patiently(clients []*Client, q int) {
 		}
 		switch {
 		case len(still) > 0 && time.Now().After(deadline):
-			fmt.Fprintf(r.out, "warning: %d clients did not take rate %d within a minute: %v\n", len(still), q, errors.Join(errs...))
+			fmt.Fprintf(out, "warning: %d clients did not take rate %d within a minute: %v\n", len(still), q, errors.Join(errs...))
 			return
 		case len(still) > 0:
-			fmt.Fprintf(r.out, "warning: %d clients slow to take rate %d; retrying\n", len(still), q)
+			fmt.Fprintf(out, "warning: %d clients slow to take rate %d; retrying\n", len(still), q)
 		}
 		pending = still
 	}
