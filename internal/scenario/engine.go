@@ -89,12 +89,12 @@ type Result struct {
 	Name       string
 	Phase      Phase
 	Start, End time.Time
-	Online     int64         // users online at the last poll
-	MinOnline  int64         // fewest online at any poll (-1: no poll)
-	Connected  time.Duration // Connect: until every user was online (0: never)
-	Scrapes    int           // Hold with Scrape: /metrics answers read
-	Campaigns  []Campaign    // Packets: the campaigns started
-	Snapshot   *Snapshot     // Mark
+	Online     int64           // users online at the last poll
+	MinOnline  int64           // fewest online at any poll (-1: no poll)
+	Connected  time.Duration   // Connect: until every user was online (0: never)
+	Scrapes    int             // Hold with Scrape: /metrics answers read
+	Campaigns  []Campaign      // Packets: the campaigns started
+	Snapshot   *Snapshot       // Mark
 	Summaries  []*load.Summary // Collect: the clients' summaries
 }
 
