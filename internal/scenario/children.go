@@ -87,10 +87,8 @@ func (c *Cluster) Nodes() []*Node {
 	return append([]*Node(nil), c.nodes...)
 }
 
-// Clients are the clients started and not collected.
-func (c *Cluster) Clients() []*Client { return c.running() }
-
-func (c *Cluster) running() []*Client {
+// Clients are the clients started and not yet collected or stopped.
+func (c *Cluster) Clients() []*Client {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]*Client(nil), c.clients...)
@@ -236,7 +234,7 @@ func (c *Cluster) diedErr() error {
 
 // exitedClient is a running client that ended by itself (nil: none).
 func (c *Cluster) exitedClient() *Client {
-	for _, cl := range c.running() {
+	for _, cl := range c.Clients() {
 		select {
 		case <-cl.Done():
 			if cl.finite {
@@ -251,7 +249,7 @@ func (c *Cluster) exitedClient() *Client {
 // finiteDone is closed when every running client that ends by itself has.
 func (c *Cluster) finiteDone() <-chan struct{} {
 	done := make(chan struct{})
-	cls := c.running()
+	cls := c.Clients()
 	go func() {
 		for _, cl := range cls {
 			if cl.finite {

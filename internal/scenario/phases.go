@@ -28,9 +28,9 @@ type Connect struct {
 	Name    string
 	Poll    time.Duration // read the nodes' stats this often
 	Timeout time.Duration // give up after this (0: never)
-	// Soft: when Timeout passes the scenario goes on, and when the clients
-	// that end by themselves have all ended the scenario ends, without an
-	// error. Otherwise both are errors.
+	// Soft: when Timeout passes the scenario goes on, and when a client
+	// that ends by itself has ended before everyone is online the scenario
+	// ends, both without an error. Otherwise both are errors.
 	Soft bool
 }
 
@@ -160,7 +160,7 @@ func (p Rate) run(ctx context.Context, e *Engine, r *Result) error {
 	e.mu.Lock()
 	e.rated = true
 	e.mu.Unlock()
-	go e.rates.patiently(e.c.out(), e.c.running(), p.QPS)
+	go e.rates.patiently(e.c.out(), e.c.Clients(), p.QPS)
 	return e.hold(ctx, p, r, p.For, p.Poll, false)
 }
 
@@ -249,7 +249,7 @@ func (p Mark) run(_ context.Context, e *Engine, r *Result) error {
 		s.Procs[n.Name] = ps
 		errs = append(errs, err)
 	}
-	for _, c := range e.c.running() {
+	for _, c := range e.c.Clients() {
 		ps, err := c.Sample()
 		s.Procs[c.Name] = ps
 		errs = append(errs, err)
@@ -265,7 +265,7 @@ func (p Mark) run(_ context.Context, e *Engine, r *Result) error {
 
 func (p Collect) run(ctx context.Context, e *Engine, r *Result) error {
 	var errs []error
-	for _, c := range e.c.running() {
+	for _, c := range e.c.Clients() {
 		if !c.finite {
 			continue
 		}

@@ -39,7 +39,7 @@ type Final struct {
 // scenario, after an error too; the children keep running (Stop stops them).
 func (e *Engine) Settle(o Settle) Final {
 	var live []*Client
-	for _, c := range e.c.running() {
+	for _, c := range e.c.Clients() {
 		select {
 		case <-c.Done():
 		default:
