@@ -31,9 +31,3 @@ func MergeAudits(names []string, reps []server.AuditReport) server.AuditReport {
 	}
 	return out
 }
-
-// Audit reads the live audit of a server through its admin API.
-func (a *Admin) Audit() (server.AuditReport, error) {
-	var r server.AuditReport
-	return r, a.Get("/api/audit", &r)
-}
