@@ -6,15 +6,13 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"hongbao/internal/harness"
 	"hongbao/internal/limits"
-	"hongbao/internal/load"
-	"hongbao/internal/procstat"
+	"hongbao/internal/scenario"
 	"hongbao/internal/server"
 )
 
@@ -116,18 +114,21 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := limits.NeedFiles(o.Conns, "each of server and client"); err != nil {
 		return nil, err
 	}
-	secret := harness.NewSecret()
-	srv, err := harness.StartServer(o.Bin, o.Dir, harness.ServerSpec{Users: o.Conns, Budget: 10_000_000, Secret: secret})
-	if err != nil {
-		return nil, err
+	e := start(o)
+	defer e.Cluster().Stop(5*time.Second, 10*time.Second)
+	e.Progress = func(ev scenario.Event) {
+		if p, ok := ev.Phase.(scenario.Clients); ok && ev.Kind == scenario.Ended {
+			for _, s := range p.Specs {
+				fmt.Fprintf(o.Log, "%s: %d connections, %d shakes/s for %v\n", s.Name, s.Users, s.QPS, s.Duration)
+			}
+		}
 	}
-	defer srv.Stop(10 * time.Second)
 	// Shake packets issued at 200/s as in the seed's run, for the whole bench.
-	if _, err := srv.Admin.StartCampaign(server.CampaignSpec{Count: 1 << 30, Rate: 200, Min: 1, Max: 200}); err != nil {
+	if err := e.Run(ctx, serverPhases(o)...); err != nil {
 		return nil, err
 	}
 	rep := &Report{}
-	r, err := measure(ctx, o, srv, secret, o.QPS, o.Duration, o.Warmup, "load")
+	r, err := measure(ctx, e, o, o.QPS, o.Duration, "load")
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			if ctx.Err() != nil {
 				break
 			}
-			r, err := measure(ctx, o, srv, secret, q, o.StepTime, o.Warmup, fmt.Sprintf("step-%d", q))
+			r, err := measure(ctx, e, o, q, o.StepTime, fmt.Sprintf("step-%d", q))
 			if err != nil {
 				return rep, err
 			}
@@ -151,6 +152,32 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	rep.Verdict = verdict(rep.Run)
 	return rep, ctx.Err()
+}
+
+// start returns an engine over an empty cluster of o.Conns users.
+func start(o Options) *scenario.Engine {
+	cl := scenario.NewCluster(o.Bin, harness.NewSecret())
+	cl.Out = o.Log
+	return scenario.New(cl, o.Conns)
+}
+
+// serverName is the bench's server in its snapshots.
+const serverName = "server"
+
+// serverPhases start the server (an admission budget that never refuses)
+// and its shake campaign, 200 packets/s as in the seed's run.
+func serverPhases(o Options, extra ...string) []scenario.Phase {
+	return []scenario.Phase{
+		scenario.Nodes{Specs: []scenario.NodeSpec{{Name: serverName, Dir: o.Dir, From: 1, To: uint32(o.Conns),
+			ServerSpec: harness.ServerSpec{Users: o.Conns, Budget: 10_000_000, Extra: extra}}}},
+		scenario.Packets{Campaign: &server.CampaignSpec{Count: 1 << 30, Rate: 200, Min: 1, Max: 200}},
+	}
+}
+
+// loadClient is a load client of every user at qps for d.
+func loadClient(o Options, name string, qps int, d time.Duration) scenario.Clients {
+	return scenario.Clients{Name: name, Specs: []scenario.ClientSpec{{Dir: o.Dir,
+		LoadSpec: harness.LoadSpec{Users: o.Conns, QPS: qps, Duration: d, Name: name}}}}
 }
 
 // verdict compares a run to the targets of the foundation issue.
@@ -180,57 +207,29 @@ func verdict(r Result) string {
 	return fmt.Sprintf("targets missed: %v", miss)
 }
 
-// measure runs one load client at qps for d and measures both processes.
-func measure(ctx context.Context, o Options, srv *harness.ServerProc, secret string, qps int, d, warmup time.Duration, name string) (*Result, error) {
-	base, err := srv.Sample()
+// measure runs one load client at qps for d and measures both processes:
+// the server's memory before the client, then, after every user is online
+// and the warm-up, both processes' CPU and the server's counters over a
+// window that ends a second before the client does.
+func measure(ctx context.Context, e *scenario.Engine, o Options, qps int, d time.Duration, name string) (*Result, error) {
+	err := e.Run(ctx,
+		scenario.Mark{Name: "base"},
+		loadClient(o, name, qps, d),
+		scenario.Connect{Name: name, Poll: 50 * time.Millisecond, Timeout: 2 * time.Minute},
+		scenario.Hold{Name: "warm-up", For: o.Warmup},
+		scenario.Mark{Name: "t0"},
+		scenario.Hold{Name: "window", For: d - o.Warmup - time.Second},
+		scenario.Mark{Name: "t1"},
+		scenario.Collect{Name: "summary"},
+	)
 	if err != nil {
 		return nil, err
 	}
-	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Conns, QPS: qps, Duration: d, Secret: secret, Name: name})
-	if err != nil {
-		return nil, err
-	}
-	defer lp.Stop(5 * time.Second)
-	fmt.Fprintf(o.Log, "%s: %d connections, %d shakes/s for %v\n", name, o.Conns, qps, d)
-	// Wait for every user to log in, then for the warm-up.
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		st, err := srv.Admin.ServerStats()
-		if err == nil && st.LoggedIn >= int64(o.Conns) {
-			break
-		}
-		select {
-		case <-lp.Done():
-			_, err := lp.Summary()
-			return nil, fmt.Errorf("%s exited while connecting: %w", name, err)
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%s: %d connections not up after 2 minutes", name, o.Conns)
-		}
-	}
-	if err := sleep(ctx, warmup); err != nil {
-		return nil, err
-	}
-	window := d - warmup - time.Second
-	s0, c0, st0, t0, err := sample(srv, lp)
-	if err != nil {
-		return nil, err
-	}
-	if err := sleep(ctx, window); err != nil {
-		return nil, err
-	}
-	s1, c1, st1, t1, err := sample(srv, lp)
-	if err != nil {
-		return nil, err
-	}
-	sum, err := lp.Summary()
-	if err != nil {
-		return nil, err
-	}
-	secs := t1.Sub(t0).Seconds()
+	base, m0, m1 := e.Last("base").Snapshot, e.Last("t0").Snapshot, e.Last("t1").Snapshot
+	sum := e.Last("summary").Summaries[0]
+	s0, s1, c0, c1 := m0.Procs[serverName], m1.Procs[serverName], m0.Procs[name], m1.Procs[name]
+	st0, st1 := m0.Stats[0], m1.Stats[0]
+	secs := m1.T.Sub(m0.T).Seconds()
 	reqs := float64(st1.Totals.Requests - st0.Totals.Requests)
 	r := &Result{
 		Conns: o.Conns, TargetQPS: qps, DurationS: d.Seconds(),
@@ -241,7 +240,7 @@ func measure(ctx context.Context, o Options, srv *harness.ServerProc, secret str
 		ServerCores:       (s1.CPU - s0.CPU).Seconds() / secs,
 		ClientCores:       (c1.CPU - c0.CPU).Seconds() / secs,
 		ServerRSS:         s1.RSS, ServerRSSPerConn: float64(s1.RSS) / float64(o.Conns),
-		ServerGrowthPerCon: float64(s1.RSS-base.RSS) / float64(o.Conns),
+		ServerGrowthPerCon: float64(s1.RSS-base.Procs[serverName].RSS) / float64(o.Conns),
 		ClientRSS:          c1.RSS, ClientRSSPerConn: float64(c1.RSS) / float64(o.Conns),
 		ClientGrowthPerCon: float64(c1.RSS-sum.RSSBaseBytes) / float64(o.Conns),
 		LatencyUS:          Latency(sum.LatencyUS),
@@ -260,22 +259,3 @@ func perReq(cpu time.Duration, reqs float64) float64 {
 	}
 	return float64(cpu.Microseconds()) / reqs
 }
-
-func sample(srv *harness.ServerProc, lp *harness.LoadProc) (s, c procstat.Sample, st server.Stats, t time.Time, err error) {
-	t = time.Now()
-	s, err1 := srv.Sample()
-	c, err2 := lp.Sample()
-	st, err3 := srv.Admin.ServerStats()
-	return s, c, st, t, errors.Join(err1, err2, err3)
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-var _ = load.Summary{}

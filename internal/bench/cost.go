@@ -3,15 +3,11 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
 	"time"
 
-	"hongbao/internal/harness"
 	"hongbao/internal/monitor"
-	"hongbao/internal/procstat"
-	"hongbao/internal/server"
+	"hongbao/internal/scenario"
 )
 
 // CostWindow is one measured window of the monitoring-cost comparison.
@@ -59,29 +55,17 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 		return nil, err
 	}
 	defer mon.Stop()
-	secret := harness.NewSecret()
-	srv, err := harness.StartServer(o.Bin, o.Dir, harness.ServerSpec{Users: o.Conns, Budget: 10_000_000, Secret: secret,
-		Extra: []string{"--monitor", mon.Addr(), "--name", "bench-server"}})
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Stop(10 * time.Second)
-	if _, err := srv.Admin.StartCampaign(server.CampaignSpec{Count: 1 << 30, Rate: 200, Min: 1, Max: 200}); err != nil {
-		return nil, err
-	}
+	e := start(o)
+	defer e.Cluster().Stop(5*time.Second, 10*time.Second)
 	window := o.StepTime
 	// Each window also waits 1.1 s for the switch to settle.
 	total := o.Warmup + time.Duration(2*rounds)*(window+2*time.Second) + 10*time.Second
-	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Conns, QPS: o.QPS, Duration: total, Secret: secret, Name: "cost"})
-	if err != nil {
-		return nil, err
-	}
-	defer lp.Stop(5 * time.Second)
 	fmt.Fprintf(o.Log, "cost: %d connections, %d shakes/s, %d rounds of 2 windows of %v\n", o.Conns, o.QPS, rounds, window)
-	if err := waitOnline(ctx, srv, lp, o.Conns); err != nil {
-		return nil, err
-	}
-	if err := sleep(ctx, o.Warmup); err != nil {
+	setup := append(serverPhases(o, "--monitor", mon.Addr(), "--name", "bench-server"),
+		loadClient(o, "cost", o.QPS, total),
+		scenario.Connect{Name: "cost", Poll: 50 * time.Millisecond, Timeout: 2 * time.Minute},
+		scenario.Hold{Name: "warm-up", For: o.Warmup})
+	if err := e.Run(ctx, setup...); err != nil {
 		return nil, err
 	}
 	rep := &CostReport{QPS: o.QPS, Conns: o.Conns}
@@ -94,7 +78,7 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 			order = []bool{true, false}
 		}
 		for _, on := range order {
-			w, err := costWindow(ctx, srv, on, window)
+			w, err := costWindow(ctx, e, on, window)
 			if err != nil {
 				return rep, err
 			}
@@ -136,87 +120,25 @@ func MonitorCost(ctx context.Context, o Options, rounds int) (*CostReport, error
 	return rep, nil
 }
 
-func waitOnline(ctx context.Context, srv *harness.ServerProc, lp *harness.LoadProc, conns int) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		st, err := srv.Admin.ServerStats()
-		if err == nil && st.LoggedIn >= int64(conns) {
-			return nil
-		}
-		select {
-		case <-lp.Done():
-			_, err := lp.Summary()
-			return fmt.Errorf("load client exited while connecting: %w", err)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d connections not up after 2 minutes", conns)
-		}
-	}
-}
-
-// readServer reads the server process's CPU and memory and its counters,
-// one end of a measured window.
-func readServer(srv *harness.ServerProc) (procstat.Sample, server.Stats, error) {
-	s, err := srv.Sample()
-	if err != nil {
-		return s, server.Stats{}, err
-	}
-	st, err := srv.Admin.ServerStats()
-	return s, st, err
-}
-
-// costWindow measures the server for d with monitoring on or off.
-func costWindow(ctx context.Context, srv *harness.ServerProc, on bool, d time.Duration) (*CostWindow, error) {
-	paused := "1"
+// costWindow measures the server for d with monitoring on or off: the
+// switch, 1.1 s for it to settle (the sample of the second in progress),
+// then the window, /metrics scraped every second when on.
+func costWindow(ctx context.Context, e *scenario.Engine, on bool, d time.Duration) (*CostWindow, error) {
+	hold := scenario.Hold{Name: "window", For: d}
 	if on {
-		paused = "0"
+		hold.Poll, hold.Scrape = time.Second, true
 	}
-	if err := srv.Admin.Post("/debug/monitor?paused="+paused, nil, nil); err != nil {
-		return nil, err
-	}
-	// Let the switch settle (the sample of the second in progress).
-	if err := sleep(ctx, 1100*time.Millisecond); err != nil {
-		return nil, err
-	}
-	s0, st0, err := readServer(srv)
+	err := e.Run(ctx, scenario.Monitor{Paused: !on}, scenario.Hold{Name: "settle", For: 1100 * time.Millisecond},
+		scenario.Mark{Name: "w0"}, hold, scenario.Mark{Name: "w1"})
 	if err != nil {
 		return nil, err
 	}
-	t0 := time.Now()
-	scrapes := 0
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	end := time.After(d)
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-end:
-			break loop
-		case <-tick.C:
-			if !on {
-				continue
-			}
-			resp, err := http.Get(srv.Admin.Base + "/metrics")
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				scrapes++
-			}
-		}
-	}
-	s1, st1, err := readServer(srv)
-	if err != nil {
-		return nil, err
-	}
-	secs := time.Since(t0).Seconds()
-	n := float64(st1.Totals.Requests - st0.Totals.Requests)
+	m0, m1 := e.Last("w0").Snapshot, e.Last("w1").Snapshot
+	s0, s1 := m0.Procs[serverName], m1.Procs[serverName]
+	secs := m1.T.Sub(m0.T).Seconds()
+	n := float64(m1.Stats[0].Totals.Requests - m0.Stats[0].Totals.Requests)
 	return &CostWindow{Monitored: on, Seconds: secs, AchievedQPS: n / secs, CPUusPerReq: perReq(s1.CPU-s0.CPU, n),
-		Cores: (s1.CPU - s0.CPU).Seconds() / secs, Scrapes: scrapes}, nil
+		Cores: (s1.CPU - s0.CPU).Seconds() / secs, Scrapes: e.Last("window").Scrapes}, nil
 }
 
 func median(xs []float64) float64 {

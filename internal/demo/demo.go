@@ -4,6 +4,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"hongbao/internal/harness"
 	"hongbao/internal/limits"
 	"hongbao/internal/load"
+	"hongbao/internal/scenario"
 	"hongbao/internal/server"
 )
 
@@ -54,99 +56,115 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if err := limits.NeedFiles(o.Users, "each of the demo's server and load client"); err != nil {
 		return nil, err
 	}
-	secret := harness.NewSecret()
 	mon, err := startMonitor(o)
 	if err != nil {
 		return nil, err
 	}
 	defer mon.Stop()
 	fmt.Fprintf(o.Out, "dashboard: %s (series in %s)\n", mon.URL(), mon.file)
-	srv, err := harness.StartServer(o.Bin, o.Dir, harness.ServerSpec{Users: o.Users, Secret: secret,
-		Extra: []string{"--monitor", mon.Addr()}})
-	if err != nil {
+	cl := scenario.NewCluster(o.Bin, harness.NewSecret())
+	cl.Out = o.Out
+	e := scenario.New(cl, o.Users)
+	d := &demo{o: o, cl: cl}
+	e.Progress = d.progress
+	err = e.Run(ctx, d.phases(mon.Addr())...)
+	if err != nil && ctx.Err() == nil {
+		cl.Stop(5*time.Second, 10*time.Second)
 		return nil, err
 	}
-	defer srv.Stop(10 * time.Second)
-	fmt.Fprintf(o.Out, "server on %s (admin http://%s), logs in %s\n", srv.Addr, srv.Admin.Base[len("http://"):], o.Dir)
-	lp, err := harness.StartLoad(o.Bin, o.Dir, harness.LoadSpec{Addr: srv.Addr, Users: o.Users, QPS: o.QPS, Ramp: o.Ramp, Duration: o.Duration, Secret: secret,
-		Extra: []string{"--monitor", mon.Addr(), "--name", "load"}})
-	if err != nil {
-		return nil, err
+	ends := cl.StopClients(5 * time.Second)
+	fin := e.Settle(scenario.Settle{})
+	stopped := cl.Stop(5*time.Second, 10*time.Second)
+	switch {
+	case fin.StatsErr != nil:
+		return nil, fmt.Errorf("reading server stats: %w", fin.StatsErr)
+	case stopped.NodeErr != nil:
+		return nil, stopped.NodeErr
+	case len(ends) == 0:
+		return nil, cmp.Or(ctx.Err(), errors.New("demo: no load client"))
+	case ends[0].Summary == nil:
+		return nil, ends[0].Err
 	}
-	defer lp.Stop(5 * time.Second)
-	fmt.Fprintf(o.Out, "load client: %d users, %d shakes/s for %v after the ramp\n\n", o.Users, o.QPS, o.Duration)
-
-	var camp *server.CampaignInfo
-	var peak int64
-	start := time.Now()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	fmt.Fprintf(o.Out, "%6s %9s %10s %8s %9s %9s\n", "time", "online", "shakes/s", "got/s", "issued", "taken")
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case <-lp.Done():
-			break loop
-		case <-tick.C:
-		}
-		st, err := srv.Admin.ServerStats()
-		if err != nil {
-			return nil, fmt.Errorf("reading server stats: %w", err)
-		}
-		// The campaign starts once everyone is online, so packets spread
-		// over the SETs in proportion to their users.
-		if camp == nil && (st.LoggedIn >= int64(o.Users) || time.Since(start) > 30*time.Second) {
-			c, err := srv.Admin.StartCampaign(server.CampaignSpec{Count: o.Packets, Rate: o.PacketRate, Min: o.AmountMin, Max: o.AmountMax})
-			if err != nil {
-				return nil, fmt.Errorf("starting the campaign: %w", err)
-			}
-			camp = &c
-			fmt.Fprintf(o.Out, "campaign %d: %d packets at %d/s, %d-%d cents\n", c.ID, c.Count, c.Rate, c.Min, c.Max)
-		}
-		peak = max(peak, st.LoggedIn)
-		var issued uint32
-		var taken uint64
-		if len(st.Campaigns) > 0 {
-			issued, taken = st.Campaigns[0].Issued, st.Campaigns[0].Taken
-		}
-		fmt.Fprintf(o.Out, "%5.0fs %9d %10d %8d %9d %9d\n", time.Since(start).Seconds(), st.LoggedIn, st.Rates.Shakes, st.Rates.Got, issued, taken)
+	res := &Result{Load: ends[0].Summary, Server: fin.Stats[0], PeakOnline: d.peak}
+	if p := e.Last("packets"); p != nil && len(p.Campaigns) > 0 {
+		res.Campaign = p.Campaigns[0].Info
 	}
-	if ctx.Err() != nil {
-		_ = lp.Stop(5 * time.Second)
-	}
-	sum, lerr := lp.Summary()
-	st, err := srv.Admin.ServerStats()
-	if err != nil {
-		return nil, err
-	}
-	if camp != nil {
-		if c, err := srv.Admin.StopCampaign(camp.ID); err == nil {
-			camp = &c
-		}
-	}
-	if err := srv.Stop(10 * time.Second); err != nil {
-		return nil, err
-	}
-	if sum == nil {
-		return nil, lerr
-	}
-	res := &Result{Load: sum, Server: st, PeakOnline: peak}
-	if camp != nil {
-		res.Campaign = *camp
+	if len(fin.Campaigns) > 0 {
+		res.Campaign = fin.Campaigns[0]
 	}
 	agree := printTable(o.Out, o, res)
 	mon.finish(ctx, o)
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()
-	case lerr != nil:
-		return res, lerr
+	case ends[0].Err != nil:
+		return res, ends[0].Err
 	case !agree:
 		return res, ErrDisagree
 	}
 	return res, nil
+}
+
+// demo is a running demo's progress.
+type demo struct {
+	o     Options
+	cl    *scenario.Cluster
+	start time.Time // the clients are up
+	peak  int64     // the most users the server saw logged in at once
+}
+
+// phases: a server and a load client that shakes for o.Duration after its
+// ramp; once everyone is online (or after 30 s) the campaign starts, and
+// the demo goes on until the load client ends.
+func (d *demo) phases(monitor string) []scenario.Phase {
+	o := d.o
+	return []scenario.Phase{
+		scenario.Nodes{Specs: []scenario.NodeSpec{{Name: "server", Dir: o.Dir, From: 1, To: uint32(o.Users),
+			ServerSpec: harness.ServerSpec{Users: o.Users, Extra: []string{"--monitor", monitor}}}}},
+		scenario.Clients{Specs: []scenario.ClientSpec{{Dir: o.Dir,
+			LoadSpec: harness.LoadSpec{Users: o.Users, QPS: o.QPS, Ramp: o.Ramp, Duration: o.Duration, Name: "load",
+				Extra: []string{"--monitor", monitor, "--name", "load"}}}}},
+		// The campaign starts once everyone is online, so packets spread
+		// over the SETs in proportion to their users.
+		scenario.Connect{Poll: time.Second, Timeout: 30 * time.Second, Soft: true},
+		scenario.Packets{Campaign: &server.CampaignSpec{Count: o.Packets, Rate: o.PacketRate, Min: o.AmountMin, Max: o.AmountMax}},
+		scenario.UntilExit{Poll: time.Second},
+	}
+}
+
+// progress prints the demo's lines: the children, then a row a second.
+func (d *demo) progress(ev scenario.Event) {
+	w := d.o.Out
+	switch ev.Phase.(type) {
+	case scenario.Nodes:
+		if ev.Kind == scenario.Ended {
+			srv := d.cl.Nodes()[0]
+			fmt.Fprintf(w, "server on %s (admin http://%s), logs in %s\n", srv.Addr, srv.Admin.Addr(), d.o.Dir)
+		}
+	case scenario.Clients:
+		if ev.Kind == scenario.Ended {
+			fmt.Fprintf(w, "load client: %d users, %d shakes/s for %v after the ramp\n\n", d.o.Users, d.o.QPS, d.o.Duration)
+			fmt.Fprintf(w, "%6s %9s %10s %8s %9s %9s\n", "time", "online", "shakes/s", "got/s", "issued", "taken")
+			d.start = ev.Time
+		}
+	case scenario.Packets:
+		if ev.Kind == scenario.Ended && len(ev.Result.Campaigns) > 0 {
+			c := ev.Result.Campaigns[0].Info
+			fmt.Fprintf(w, "campaign %d: %d packets at %d/s, %d-%d cents\n", c.ID, c.Count, c.Rate, c.Min, c.Max)
+		}
+	case scenario.Connect, scenario.UntilExit:
+		if ev.Kind != scenario.Polled || len(ev.Stats) == 0 {
+			return
+		}
+		st := ev.Stats[0]
+		d.peak = max(d.peak, st.LoggedIn)
+		var issued uint32
+		var taken uint64
+		if len(st.Campaigns) > 0 {
+			issued, taken = st.Campaigns[0].Issued, st.Campaigns[0].Taken
+		}
+		fmt.Fprintf(w, "%5.0fs %9d %10d %8d %9d %9d\n", ev.Time.Sub(d.start).Seconds(), st.LoggedIn, st.Rates.Shakes, st.Rates.Got, issued, taken)
+	}
 }
 
 // printTable prints the summary and reports whether client and server agree.

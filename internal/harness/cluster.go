@@ -34,7 +34,7 @@ type ServerSpec struct {
 type ServerProc struct {
 	*Proc
 	Addr  string
-	Admin *Admin
+	Admin *ServerAdmin
 }
 
 // StartServer starts `hongbao server` on free loopback ports and waits until
@@ -72,8 +72,7 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 		return nil, err
 	}
 	go func() { <-p.Done(); logf.Close() }()
-	sp := &ServerProc{Proc: p, Addr: addr, Admin: NewAdmin(admin)}
-	sp.Admin.Token = token
+	sp := &ServerProc{Proc: p, Addr: addr, Admin: NewServerAdmin(admin, token)}
 	if err := sp.Admin.WaitHealthy(p, 10*time.Second); err != nil {
 		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("%w (log: %s)", err, filepath.Join(dir, "server.log"))
@@ -99,7 +98,7 @@ type LoadSpec struct {
 // LoadProc is a running load client with its admin client.
 type LoadProc struct {
 	*Proc
-	Admin *Admin
+	Admin *LoadAdmin
 	log   string
 }
 
@@ -129,9 +128,7 @@ func StartLoad(bin, dir string, spec LoadSpec) (*LoadProc, error) {
 		return nil, err
 	}
 	go func() { <-p.Done(); logf.Close() }()
-	a := NewAdmin(admin)
-	a.Token = token
-	return &LoadProc{Proc: p, Admin: a, log: logPath}, nil
+	return &LoadProc{Proc: p, Admin: NewLoadAdmin(admin, token), log: logPath}, nil
 }
 
 // Summary waits for the load client to finish and decodes its JSON summary.

@@ -7,25 +7,19 @@ package harness
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"hongbao/internal/adminauth"
 	"hongbao/internal/limits"
 	"hongbao/internal/procstat"
-	"hongbao/internal/server"
 )
 
 // Proc is a running child process.
@@ -98,17 +92,6 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
-// Wait waits for the child to exit by itself.
-func (p *Proc) Wait(ctx context.Context) error {
-	select {
-	case <-p.done:
-		return p.exitErr()
-	case <-ctx.Done():
-		_ = p.Stop(5 * time.Second)
-		return ctx.Err()
-	}
-}
-
 func (p *Proc) exitErr() error {
 	if p.err != nil {
 		return fmt.Errorf("%s: %w", p.Name, p.err)
@@ -175,96 +158,8 @@ func portFree(p int) bool {
 	return true
 }
 
-// Admin is a client of an admin HTTP API (server or load client).
-type Admin struct {
-	Base  string // http://host:port
-	Token string // bearer token sent with every request ("": none)
-	hc    http.Client
-}
-
-// Addr is the admin API's host:port.
-func (a *Admin) Addr() string { return strings.TrimPrefix(a.Base, "http://") }
-
-// NewAdmin returns a client of the admin API at addr (host:port).
-func NewAdmin(addr string) *Admin {
-	return &Admin{Base: "http://" + addr, hc: http.Client{Timeout: 5 * time.Second}}
-}
-
-// Get decodes the JSON at path into v.
-func (a *Admin) Get(path string, v any) error { return a.do(http.MethodGet, path, nil, v) }
-
-// Post sends body as JSON to path and decodes the answer into v.
-func (a *Admin) Post(path string, body, v any) error { return a.do(http.MethodPost, path, body, v) }
-
-func (a *Admin) do(method, path string, body, v any) error {
-	var r io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		r = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, a.Base+path, r)
-	if err != nil {
-		return err
-	}
-	adminauth.SetHeader(req, a.Token)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
-	}
-	if v == nil {
-		return nil
-	}
-	return json.Unmarshal(b, v)
-}
-
-// WaitHealthy polls /healthz until it answers 200, the child exits, or d passes.
-func (a *Admin) WaitHealthy(p *Proc, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := a.hc.Get(a.Base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.Done():
-			return fmt.Errorf("%s exited before it was ready: %v", p.Name, p.exitErr())
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %v: %v", p.Name, d, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// ServerStats reads a server's /api/stats.
-func (a *Admin) ServerStats() (server.Stats, error) {
-	var s server.Stats
-	return s, a.Get("/api/stats", &s)
-}
-
-// StartCampaign starts a shake campaign on a server.
-func (a *Admin) StartCampaign(spec server.CampaignSpec) (server.CampaignInfo, error) {
-	var info server.CampaignInfo
-	return info, a.Post("/api/campaigns", spec, &info)
-}
-
 // ErrChildDied is returned when a child exits while it should be running.
-var ErrChildDied = errors.New("child process died")
+var ErrChildDied = errors.New("a child process died")
 
 // Self is the path of the running hongbao binary, to start children with.
 func Self() (string, error) {
@@ -273,10 +168,4 @@ func Self() (string, error) {
 		return "", fmt.Errorf("finding the hongbao binary: %w", err)
 	}
 	return p, nil
-}
-
-// StopCampaign stops a campaign on a server.
-func (a *Admin) StopCampaign(id uint32) (server.CampaignInfo, error) {
-	var info server.CampaignInfo
-	return info, a.Post(fmt.Sprintf("/api/campaigns/%d/stop", id), nil, &info)
 }

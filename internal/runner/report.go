@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
@@ -14,6 +15,7 @@ import (
 	"hongbao/internal/monitor"
 	"hongbao/internal/plot"
 	"hongbao/internal/procstat"
+	"hongbao/internal/scenario"
 	"hongbao/internal/server"
 )
 
@@ -44,8 +46,8 @@ type Summary struct {
 	Targets []TargetRow `json:"targets"`
 	OK      bool        `json:"ok"` // every target met
 
-	campaigns     [][2]int // node, campaign id
 	campaignInfos []server.CampaignInfo
+	nodes         []*scenario.Node
 	nodeStats     []server.Stats // by node; nodesRead of them could be read
 	nodesRead     int
 	clientSums    []load.Summary
@@ -153,6 +155,28 @@ func newSummary(o Options, p Plan, sys System) *Summary {
 	return &Summary{Users: p.Users, Plan: p, System: sys, Connect: Connect{MinHeld: -1}, Phases: []PhaseResult{}, kernel0: ReadKernelNet()}
 }
 
+// fromResults fills phase 1 and the load phases from the scenario's results.
+func (s *Summary) fromResults(rs []*scenario.Result) {
+	unix := func(t time.Time) float64 { return float64(t.UnixMilli()) / 1000 }
+	for _, r := range rs {
+		switch ph := r.Phase.(type) {
+		case scenario.Connect:
+			s.Connect.Start, s.Connect.Established = unix(r.Start), r.Online
+			if r.Connected > 0 {
+				s.Connect.Seconds, s.Connect.HeldFrom = r.Connected.Seconds(), unix(r.End)
+			}
+		case scenario.Rate:
+			s.Phases = append(s.Phases, PhaseResult{Name: r.Name, TargetQPS: ph.QPS, Start: unix(r.Start), End: unix(r.End)})
+		}
+		switch r.Phase.(type) {
+		case scenario.Hold, scenario.Rate: // the fewest users online after the ramp
+			if r.MinOnline >= 0 && (s.Connect.MinHeld < 0 || r.MinOnline < s.Connect.MinHeld) {
+				s.Connect.MinHeld = r.MinOnline
+			}
+		}
+	}
+}
+
 func (r *run) writeReport() error {
 	s := r.sum
 	secs, err := monitor.ReadFile(r.series)
@@ -177,8 +201,8 @@ func (r *run) writeReport() error {
 	}
 	s.Nodes = []NodeResult{}
 	for k, st := range s.nodeStats {
-		f, t := r.plan.Map.Range(k)
-		s.Nodes = append(s.Nodes, NodeResult{Name: fmt.Sprintf("node-%d", k), From: f, To: t, LoggedIn: st.LoggedIn, Logins: st.Totals.Logins,
+		n := s.nodes[k]
+		s.Nodes = append(s.Nodes, NodeResult{Name: n.Name, From: n.From, To: n.To, LoggedIn: st.LoggedIn, Logins: st.Totals.Logins,
 			Shakes: st.Totals.Shakes, Got: st.Totals.Got, Errors: st.Totals.Errors, GroupSent: st.Groups.Sent, GroupOpens: st.Groups.Opens})
 		s.Packets.ShakeGranted += st.Totals.Got
 		s.Packets.ShakeGrantedCents += st.Totals.GrantedAmount

@@ -90,18 +90,6 @@ func TestRunRefusedStartsNothing(t *testing.T) {
 	}
 }
 
-func TestShareSumsToRate(t *testing.T) {
-	for _, m := range []int{1, 3, 52, 300} {
-		sum := 0
-		for k := 0; k < m; k++ {
-			sum += share(200, k, m)
-		}
-		if sum != 200 {
-			t.Fatalf("m=%d: %d", m, sum)
-		}
-	}
-}
-
 func TestSnmpField(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "snmp")
 	body := "Ip: Forwarding InReceives\nIp: 1 42\nTcp: RtoAlgorithm ActiveOpens RetransSegs\nTcp: 1 7 635589\n"
