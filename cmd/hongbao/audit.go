@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"hongbao/internal/adminauth"
-	"hongbao/internal/harness"
 	"hongbao/internal/ledger"
+	"hongbao/internal/money"
 	"hongbao/internal/server"
 )
 
@@ -75,7 +75,7 @@ func runAudit(ctx context.Context, args []string) error {
 		}
 		names, reps = append(names, a), append(reps, rep)
 	}
-	rep := harness.MergeAudits(names, reps)
+	rep := money.MergeAudits(names, reps)
 	if asJSON {
 		if err := printJSON(auditOutput{rep, notes}); err != nil {
 			return err
@@ -131,7 +131,7 @@ func auditDir(dir string) (server.AuditReport, []string, error) {
 	if err != nil {
 		return server.AuditReport{}, nil, fmt.Errorf("audit: %s: %w", dir, err)
 	}
-	rep := server.ReportOf(st)
+	rep := money.ReportOf(st)
 	var damage, notes []string
 	for _, d := range sc.Damage {
 		if d.Tail {

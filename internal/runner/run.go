@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hongbao/internal/harness"
+	"hongbao/internal/money"
 	"hongbao/internal/monitor"
 	"hongbao/internal/scenario"
 	"hongbao/internal/schedule"
@@ -277,7 +278,7 @@ func (r *run) finish(start time.Time) {
 	s.campaignInfos, s.nodeStats, s.nodesRead, s.nodes = fin.Campaigns, fin.Stats, fin.Read, r.cl.Nodes()
 	s.Audit.Errors = fin.AuditErrs
 	if len(fin.Audits) > 0 {
-		rep := harness.MergeAudits(fin.AuditNames, fin.Audits)
+		rep := money.MergeAudits(fin.AuditNames, fin.Audits)
 		s.Audit.Report = &rep
 		s.Audit.OK = rep.OK && len(fin.Audits) == r.plan.Nodes && len(fin.AuditErrs) == 0
 	}

@@ -3,7 +3,6 @@ package server
 import (
 	"time"
 
-	"hongbao/internal/ledger"
 	"hongbao/internal/money"
 )
 
@@ -81,6 +80,3 @@ func (s *Server) Generators() []GeneratorInfo { return s.money.Generators() }
 
 // Audit checks the ledger against the live state (money.Engine.Audit).
 func (s *Server) Audit() (AuditReport, error) { return s.money.Audit() }
-
-// ReportOf summarises a replayed ledger and its violations (money.ReportOf).
-func ReportOf(st *ledger.State) AuditReport { return money.ReportOf(st) }
