@@ -37,6 +37,11 @@ func runServer(ctx context.Context, args []string) error {
 		fs.StringVar(&o.Admin, "admin", "127.0.0.1:7001", "admin HTTP address (\"\" to disable)")
 		fs.IntVar(&o.Loops, "loops", 0, "event loops (0: one per CPU but one)")
 	})
+	c.group("Deadlines (whole seconds; 0 turns one off)", func(fs *flag.FlagSet) {
+		fs.DurationVar(&o.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in this long after it opened")
+		fs.DurationVar(&o.FrameTimeout, "frame-timeout", server.DefaultFrameTimeout, "close a connection that holds an incomplete frame this long")
+		fs.DurationVar(&o.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a logged-in connection that sends nothing this long (clients ping before it)")
+	})
 	c.group("Login", func(fs *flag.FlagSet) {
 		fs.StringVar(&secret, "secret", "", "HMAC secret of login tokens (see 'hongbao token')")
 		fs.BoolVar(&o.AllowClassic, "allow-classic", false, "accept the classic bare user-id login (no token)")
@@ -87,6 +92,17 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	if o.PacketTTL <= 0 {
 		return c.usageErr("--packet-ttl must be positive")
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+	}{{"--login-timeout", &o.LoginTimeout}, {"--frame-timeout", &o.FrameTimeout}, {"--idle-timeout", &o.IdleTimeout}} {
+		switch {
+		case *d.v == 0:
+			*d.v = -1 // off (Options' zero is the default)
+		case *d.v < time.Second || *d.v > server.MaxTimeout:
+			return c.usageErr("%s must be 0 (off) or between 1s and %v, got %v", d.name, server.MaxTimeout, *d.v)
+		}
 	}
 	if !useLed {
 		o.DataDir = ""

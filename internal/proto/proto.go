@@ -129,6 +129,9 @@ const (
 	ReasonBadUser        Reason = 12 // user id outside the server's range, or another user's id
 	ReasonNotForClient   Reason = 13 // a server-to-client command sent by the client
 	ReasonSlowReader     Reason = 14 // the client does not read its answers
+	ReasonLoginTimeout   Reason = 15 // not logged in within the server's login timeout
+	ReasonFrameTimeout   Reason = 16 // an incomplete frame held longer than the server's frame timeout
+	ReasonIdleTimeout    Reason = 17 // logged in but silent longer than the server's idle timeout
 )
 
 var reasonText = [...]string{
@@ -147,10 +150,13 @@ var reasonText = [...]string{
 	ReasonBadUser:        "user id not served here",
 	ReasonNotForClient:   "command is server-to-client only",
 	ReasonSlowReader:     "client does not read its answers",
+	ReasonLoginTimeout:   "login timeout",
+	ReasonFrameTimeout:   "incomplete frame timeout",
+	ReasonIdleTimeout:    "idle timeout",
 }
 
 // NumReasons is one past the highest Reason: reasons are dense from 0.
-const NumReasons = 15
+const NumReasons = 18
 
 var reasonName = [NumReasons]string{
 	ReasonNone:           "none",
@@ -168,6 +174,9 @@ var reasonName = [NumReasons]string{
 	ReasonBadUser:        "bad_user",
 	ReasonNotForClient:   "not_for_client",
 	ReasonSlowReader:     "slow_reader",
+	ReasonLoginTimeout:   "login_timeout",
+	ReasonFrameTimeout:   "frame_timeout",
+	ReasonIdleTimeout:    "idle_timeout",
 }
 
 // Name is the reason's short snake_case name, for metric labels and

@@ -48,6 +48,12 @@ type Options struct {
 	MaxShares      uint32
 	MaxRecipients  int
 	MinShareCents  uint32
+	// LoginTimeout closes a connection not logged in this long after it
+	// opened; FrameTimeout one that holds an incomplete frame this long;
+	// IdleTimeout a logged-in one that sends nothing this long. Each is
+	// counted in whole seconds (rounded up); 0 is the default, a negative
+	// value turns the deadline off.
+	LoginTimeout, FrameTimeout, IdleTimeout time.Duration
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Monitor is the address of a `hongbao monitor` to push a sample to
@@ -70,6 +76,12 @@ const (
 	DefaultMaxShares      = 100
 	DefaultMaxRecipients  = 500
 	DefaultMinShareCents  = 1
+
+	DefaultLoginTimeout = 10 * time.Second
+	DefaultFrameTimeout = 10 * time.Second
+	DefaultIdleTimeout  = 5 * time.Minute
+	// MaxTimeout bounds each deadline.
+	MaxTimeout = 24 * time.Hour
 )
 
 // ErrBadOptions wraps every validation failure of Options.
@@ -86,6 +98,9 @@ func (o *Options) setDefaults() error {
 	o.MaxShares = cmp.Or(o.MaxShares, DefaultMaxShares)
 	o.MaxRecipients = cmp.Or(o.MaxRecipients, DefaultMaxRecipients)
 	o.MinShareCents = cmp.Or(o.MinShareCents, DefaultMinShareCents)
+	o.LoginTimeout = cmp.Or(o.LoginTimeout, DefaultLoginTimeout)
+	o.FrameTimeout = cmp.Or(o.FrameTimeout, DefaultFrameTimeout)
+	o.IdleTimeout = cmp.Or(o.IdleTimeout, DefaultIdleTimeout)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -112,6 +127,16 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: first user %d above last user %d", ErrBadOptions, o.UsersFrom, o.Users)
 	case o.Loops < 0:
 		return fmt.Errorf("%w: loops must not be negative", ErrBadOptions)
+	case o.LoginTimeout > MaxTimeout || o.FrameTimeout > MaxTimeout || o.IdleTimeout > MaxTimeout:
+		return fmt.Errorf("%w: login, frame and idle timeouts must be at most %v", ErrBadOptions, MaxTimeout)
 	}
 	return nil
+}
+
+// seconds is a timeout in whole seconds, rounded up (0 when off).
+func seconds(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32((d + time.Second - 1) / time.Second)
 }
