@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"time"
@@ -42,8 +43,7 @@ func pinger(c *client.Conn, gap time.Duration, stop <-chan struct{}) {
 // closedAfter reads c until the server's error frame and returns its
 // reason and the time since start; other frames (pongs) are skipped. The
 // stream must end right after the error frame.
-func closedAfter(t *testing.T, c *client.Conn, start time.Time) (proto.Reason, time.Duration) {
-	t.Helper()
+func closedAfter(c *client.Conn, start time.Time) (proto.Reason, time.Duration, error) {
 	c.Timeout = 10 * time.Second
 	for {
 		_, err := c.Read()
@@ -51,12 +51,12 @@ func closedAfter(t *testing.T, c *client.Conn, start time.Time) (proto.Reason, t
 		if errors.As(err, &se) {
 			d := time.Since(start)
 			if f, err := c.Read(); err != io.EOF && !isReset(err) {
-				t.Fatalf("after the error frame: frame %+v, err %v; want the end of the stream", f.Header, err)
+				return se.Reason, d, fmt.Errorf("after the error frame: frame %+v, err %v; want the end of the stream", f.Header, err)
 			}
-			return se.Reason, d
+			return se.Reason, d, nil
 		}
 		if err != nil {
-			t.Fatalf("no error frame before %v (after %v)", err, time.Since(start))
+			return 0, 0, fmt.Errorf("no error frame before %w (after %v)", err, time.Since(start))
 		}
 	}
 }
@@ -65,7 +65,8 @@ func closedAfter(t *testing.T, c *client.Conn, start time.Time) (proto.Reason, t
 // sends an incomplete frame a byte at a time (before or after login), and
 // a logged-in one that goes silent are each closed, within their deadline,
 // with an error frame naming the reason, and counted by it. Pings before
-// login do not extend the login deadline.
+// login do not extend the login deadline. The cases run at the same time
+// (subtests in parallel would run two at a time on two cores).
 func TestDeadlinesCloseWithReason(t *testing.T) {
 	const (
 		loginT = 2 * time.Second
@@ -73,6 +74,7 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 		idleT  = 2 * time.Second
 	)
 	s := startServer(t, func(o *Options) { o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = loginT, frameT, idleT })
+	loginFrame := proto.AppendTokenLogin(nil, now64(), 7, new(token(t, 7, time.Hour)))
 	tests := []struct {
 		name string
 		user uint32 // log in first (0: stay anonymous)
@@ -83,49 +85,61 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 		{"never logs in", 0, nil, proto.ReasonLoginTimeout, loginT},
 		{"pings but never logs in", 0, func(c *client.Conn, stop <-chan struct{}) { pinger(c, 300*time.Millisecond, stop) },
 			proto.ReasonLoginTimeout, loginT},
-		{"slowloris login frame", 0, func(c *client.Conn, stop <-chan struct{}) {
-			dribble(c, proto.AppendTokenLogin(nil, now64(), 7, new(token(t, 7, time.Hour))), 400*time.Millisecond, stop)
-		}, proto.ReasonFrameTimeout, frameT},
+		{"slowloris login frame", 0, func(c *client.Conn, stop <-chan struct{}) { dribble(c, loginFrame, 400*time.Millisecond, stop) },
+			proto.ReasonFrameTimeout, frameT},
 		{"slowloris shake after login", 8, func(c *client.Conn, stop <-chan struct{}) {
 			dribble(c, proto.AppendShake(nil, now64(), 8), 400*time.Millisecond, stop)
 		}, proto.ReasonFrameTimeout, frameT},
 		{"silent after login", 9, nil, proto.ReasonIdleTimeout, idleT},
 	}
-	for _, tc := range tests {
+	type result struct {
+		why   proto.Reason
+		after time.Duration
+		err   error
+	}
+	results := make([]chan result, len(tests))
+	stop := make(chan struct{})
+	defer close(stop)
+	for i, tc := range tests {
+		var c *client.Conn
+		if tc.user != 0 {
+			c = login(t, s, tc.user)
+		} else {
+			c = dial(t, s)
+		}
+		results[i] = make(chan result, 1)
+		start := time.Now()
+		if tc.act != nil {
+			go tc.act(c, stop)
+		}
+		go func() {
+			why, after, err := closedAfter(c, start)
+			results[i] <- result{why, after, err}
+		}()
+	}
+	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var c *client.Conn
-			if tc.user != 0 {
-				c = login(t, s, tc.user)
-			} else {
-				c = dial(t, s)
+			r := <-results[i]
+			if r.err != nil {
+				t.Fatal(r.err)
 			}
-			start := time.Now()
-			stop := make(chan struct{})
-			defer close(stop)
-			if tc.act != nil {
-				go tc.act(c, stop)
-			}
-			why, after := closedAfter(t, c, start)
-			if why != tc.want {
-				t.Fatalf("closed with %q after %v, want %q", why, after, tc.want)
+			if r.why != tc.want {
+				t.Fatalf("closed with %q after %v, want %q", r.why, r.after, tc.want)
 			}
 			// The sweep runs once a second on a coarse clock: a deadline of
 			// T closes between T and T+2 s; allow for a busy machine.
-			if after < tc.t/2 || after > tc.t+3*time.Second {
-				t.Fatalf("closed after %v, want about %v", after, tc.t)
+			if r.after < tc.t/2 || r.after > tc.t+3*time.Second {
+				t.Fatalf("closed after %v, want about %v", r.after, tc.t)
 			}
-			t.Logf("closed with %q after %v", why, after.Round(time.Millisecond))
+			t.Logf("closed with %q after %v", r.why, r.after.Round(time.Millisecond))
 		})
 	}
-	t.Cleanup(func() {
-		d := s.Stats().Totals.Disconnects
-		for r, want := range map[proto.Reason]uint64{proto.ReasonLoginTimeout: 2, proto.ReasonFrameTimeout: 2, proto.ReasonIdleTimeout: 1} {
-			if got := d[int(r)-1]; got != want {
-				t.Errorf("disconnects_%s = %d, want %d", r.Name(), got, want)
-			}
+	d := s.Stats().Totals.Disconnects
+	for r, want := range map[proto.Reason]uint64{proto.ReasonLoginTimeout: 2, proto.ReasonFrameTimeout: 2, proto.ReasonIdleTimeout: 1} {
+		if got := d[int(r)-1]; got != want {
+			t.Errorf("disconnects_%s = %d, want %d", r.Name(), got, want)
 		}
-	})
+	}
 }
 
 // TestDeadlinesSpareActiveConnections: a logged-in client that pings more
@@ -160,32 +174,45 @@ func TestDeadlinesSpareActiveConnections(t *testing.T) {
 		}},
 		{"deadlines off: never logs in", off, 0, nil},
 	}
-	for _, tc := range tests {
+	errs := make([]chan error, len(tests))
+	stop := make(chan struct{})
+	defer close(stop)
+	for i, tc := range tests {
+		var c *client.Conn
+		if tc.user != 0 {
+			c = login(t, tc.s, tc.user)
+		} else {
+			c = dial(t, tc.s)
+		}
+		if tc.act != nil {
+			go tc.act(c, stop)
+		}
+		errs[i] = make(chan error, 1)
+		go func() { errs[i] <- openFor(c, hold) }()
+	}
+	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var c *client.Conn
-			if tc.user != 0 {
-				c = login(t, tc.s, tc.user)
-			} else {
-				c = dial(t, tc.s)
+			if err := <-errs[i]; err != nil {
+				t.Fatal(err)
 			}
-			stop := make(chan struct{})
-			if tc.act != nil {
-				go tc.act(c, stop)
-			}
-			c.Timeout = 100 * time.Millisecond
-			for end := time.Now().Add(hold); time.Now().Before(end); {
-				f, err := c.Read()
-				var ne interface{ Timeout() bool }
-				switch {
-				case errors.As(err, &ne) && ne.Timeout():
-				case err != nil:
-					t.Fatalf("closed: %v", err)
-				case f.Cmd != proto.CmdPong:
-					t.Fatalf("unexpected frame %+v", f.Header)
-				}
-			}
-			close(stop)
 		})
 	}
+}
+
+// openFor reads c for d and fails if the connection closes or anything but
+// a pong arrives.
+func openFor(c *client.Conn, d time.Duration) error {
+	c.Timeout = 100 * time.Millisecond
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		f, err := c.Read()
+		var ne interface{ Timeout() bool }
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+		case err != nil:
+			return fmt.Errorf("closed after %v: %w", d-time.Until(end), err)
+		case f.Cmd != proto.CmdPong:
+			return fmt.Errorf("unexpected frame %+v", f.Header)
+		}
+	}
+	return nil
 }

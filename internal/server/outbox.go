@@ -13,11 +13,14 @@ import (
 // a group packet, an answer completed by the ledger, a refund notice, the
 // close of a session replaced by a newer login) are not handed to gnet's
 // AsyncWrite: its task queue has no bound, and a write it runs can come
-// after the connection's goodbye. They wait in the session's outbox, which
-// holds at most maxOutbound bytes, until one task on the loop (flush)
-// writes them all with one Write. The loop decides there, and only there,
-// whether anything may still be written, so that nothing follows an error
-// frame, and it checks the bound on what gnet buffers for the connection.
+// after the connection's goodbye. They wait in the session's outbox until
+// one task on the loop (flush) writes them all with one Write. The loop
+// decides there, and only there, whether anything may still be written, so
+// that nothing follows an error frame; and there it checks what the socket
+// did not take against maxOutbound, exactly as for the answers it writes
+// itself. The outbox is only a hand-over: whether the client reads is
+// known when its bytes are offered to the socket, so the outbox is allowed
+// a few rounds' worth (maxBox) before the client is judged by it alone.
 
 // outbox is what waits for a session's loop to flush it; guarded by the
 // session's mu.
@@ -41,13 +44,20 @@ var boxes = sync.Pool{New: func() any { return new(outbox) }}
 // maxBoxKeep bounds the buffer an outbox keeps when it goes back to boxes.
 const maxBoxKeep = 4 << 10
 
-// post queues frame (which the caller must not change afterwards; it is
-// copied) for ss from any goroutine. reply marks an answer counted in
-// ss.inflight. It reports whether the frame was queued: not when the
-// connection is closed or closing, nor when the outbox is full, in which
-// case the connection is closed as a slow reader (nothing durable is lost:
-// an answer's record is already in the ledger, and a pushed packet stays
-// listed and openable).
+// maxBox bounds an outbox. The loop reads up to 64 KiB from a connection
+// per round, and the ledger completes a whole batch of records at once, so
+// pushes to one recipient can gather faster than one round flushes them:
+// 64 KiB of pipelined sends to one recipient queue 45 KiB of pushes. Only
+// a loop that has not flushed this much (or a recipient that is sent this
+// much between two of its flushes) closes the client from here.
+const maxBox = 4 * maxOutbound
+
+// post queues frame (it is copied) for ss from any goroutine. reply marks
+// an answer counted in ss.inflight. It reports whether the frame was
+// queued: not when the connection is closed or closing, nor when the
+// outbox is full, in which case the connection is closed as a slow reader
+// (nothing durable is lost: an answer's record is already in the ledger,
+// and a pushed packet stays listed and openable).
 func (ss *session) post(frame []byte, reply bool) bool {
 	return ss.enqueue(frame, reply, proto.ReasonNone, 0)
 }
@@ -74,9 +84,8 @@ func (ss *session) enqueue(frame []byte, reply bool, why proto.Reason, cause pro
 	switch {
 	case why != proto.ReasonNone:
 		b.why, b.cause = why, cause
-	case len(b.buf)+len(frame) > maxOutbound:
-		// The loop has not taken 64 KiB of frames for this one client:
-		// what waits is dropped and the client closed.
+	case len(b.buf)+len(frame) > maxBox:
+		// What waits is dropped and the client closed.
 		b.buf, b.why, ok = b.buf[:0], proto.ReasonSlowReader, false
 	default:
 		b.buf = append(b.buf, frame...)
