@@ -148,7 +148,9 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 // with every deadline off, a connection that never logs in is kept.
 func TestDeadlinesSpareActiveConnections(t *testing.T) {
 	const hold = 4 * time.Second
-	on := startServer(t, func(o *Options) { o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = time.Second, time.Second, time.Second })
+	on := startServer(t, func(o *Options) {
+		o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = time.Second, time.Second, time.Second
+	})
 	off := startServer(t, func(o *Options) { o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = -1, -1, -1 })
 	tests := []struct {
 		name string
