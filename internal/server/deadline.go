@@ -24,7 +24,8 @@ import (
 // clocks and the session is closed or filed further on. A session is thus
 // looked at about once per timeout, not once per request or per second.
 // Only a change that brings the deadline earlier (an incomplete frame
-// starting) refiles it at once.
+// starting, or a login when the idle timeout is shorter than the login
+// timeout) refiles it at once.
 
 // wheelSlots is the wheel's size in seconds. A deadline further away than
 // this is filed modulo the size and refiled when its slot comes round.
@@ -106,7 +107,7 @@ func (s *Server) deadline(ss *session) (uint32, proto.Reason) {
 	case ss.set != nil && t.idle > 0:
 		d, why = ss.last+t.idle+1, proto.ReasonIdleTimeout
 	}
-	if ss.partial != 0 && t.frame > 0 && ss.partial+t.frame+1 < d {
+	if ss.partial != 0 && t.frame > 0 && ss.partial+t.frame+1 <= d { // on a tie, the more telling reason
 		d, why = ss.partial+t.frame+1, proto.ReasonFrameTimeout
 	}
 	return d, why
@@ -128,12 +129,10 @@ func (s *Server) noteTraffic(ss *session, used, rest int) {
 		// not read yet (backpressure): not the client's delay.
 		ss.partial = 0
 	case used > 0 || ss.partial == 0:
-		// A new incomplete frame: its deadline may come before the one
-		// the session is filed under.
-		ss.partial = now
-		if d, _ := s.deadline(ss); d < ss.due {
-			ss.loop.wheel.file(ss, d)
-		}
+		ss.partial = now // a new incomplete frame
+	}
+	if d, _ := s.deadline(ss); d < ss.due {
+		ss.loop.wheel.file(ss, d)
 	}
 }
 
