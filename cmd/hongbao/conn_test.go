@@ -2,7 +2,11 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,8 +14,10 @@ import (
 
 	"hongbao/internal/client"
 	"hongbao/internal/harness"
+	"hongbao/internal/load"
 	"hongbao/internal/procstat"
 	"hongbao/internal/proto"
+	"hongbao/internal/server"
 	"hongbao/internal/wait"
 )
 
@@ -150,5 +156,134 @@ func TestNonReadingRecipientBoundedRSS(t *testing.T) {
 	t.Logf("RSS growth with a non-reading recipient %+.1f MB, with an offline one %+.1f MB", float64(grown)/(1<<20), float64(base)/(1<<20))
 	if grown-base >= 50<<20 {
 		t.Errorf("the non-reading recipient cost the server %.1f MB of RSS, want < 50 MB", float64(grown-base)/(1<<20))
+	}
+}
+
+// shutdownCounts are the two sides' counts of a SIGTERM under load.
+type shutdownCounts struct {
+	conns                       int    // the client's connections when the server was told to stop
+	clientAnswers, serverShakes uint64 // shake answers the client received; shakes the server answered
+	clientGot, serverGot        uint64
+	clientCents, serverCents    uint64
+	goodbyes, serverGoodbyes    uint64 // connections closed with "server shutting down", as the client and the server counted them
+	otherCloses                 map[string]uint64
+	afterGoodbye                uint64 // frames that followed an error frame
+	exit                        error
+	took                        time.Duration
+}
+
+var stoppedLine = regexp.MustCompile(`msg=stopped shakes=(\d+) got=(\d+) granted_amount=(\d+)(?: goodbyes=(\d+))?`)
+
+// sigtermUnderLoad runs server binary b as a child with a ledger and a
+// campaign, drives it with an in-process load client of conns users at qps
+// shakes/s, sends it SIGTERM after a few seconds of load and returns what
+// each side counted.
+func sigtermUnderLoad(t *testing.T, b string, conns, qps int) shutdownCounts {
+	t.Helper()
+	dir := t.TempDir()
+	secret := harness.NewSecret()
+	srv, err := harness.StartServer(b, dir, harness.ServerSpec{Secret: secret, Users: conns, Extra: []string{"--log-level", "info"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop(10 * time.Second)
+	// Packets for a third of the shakes: their answers wait for the ledger.
+	if _, err := srv.Admin.StartCampaign(server.CampaignSpec{Count: 1 << 20, Rate: uint32(qps / 3), Min: 1, Max: 100}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := load.New(load.Options{Addr: srv.Addr, Total: conns, QPS: qps, Secret: []byte(secret), Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan *load.Summary, 1)
+	go func() {
+		s, err := cl.Run(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- s
+	}()
+	wait.For(t, 60*time.Second, "every user connected", func() bool { return cl.Stats().Conns == int64(conns) })
+	wait.For(t, 30*time.Second, "three seconds' worth of answers", func() bool {
+		s := cl.Stats()
+		return s.Got+s.None+s.AllTaken+s.Overloaded >= uint64(3*qps)
+	})
+	var c shutdownCounts
+	c.conns = int(cl.Stats().Conns)
+	start := time.Now()
+	c.exit = srv.Stop(30 * time.Second)
+	c.took = time.Since(start)
+	log, err := os.ReadFile(filepath.Join(dir, "server.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := stoppedLine.FindSubmatch(log)
+	if m == nil {
+		t.Fatalf("no final counts in the server's log:\n%s", log)
+	}
+	c.serverShakes, _ = strconv.ParseUint(string(m[1]), 10, 64)
+	c.serverGot, _ = strconv.ParseUint(string(m[2]), 10, 64)
+	c.serverCents, _ = strconv.ParseUint(string(m[3]), 10, 64)
+	c.serverGoodbyes, _ = strconv.ParseUint(string(m[4]), 10, 64)
+	// The server is gone; the client may still be reading what it sent to
+	// connections it accepted while draining (users reconnect at once).
+	wait.For(t, 20*time.Second, "the client seeing every connection closed", func() bool { return cl.Stats().Conns == 0 })
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if cl.Stats().ClosedByServer[proto.ReasonShutdown.String()] >= c.serverGoodbyes {
+			break
+		}
+	}
+	cancel()
+	var sum *load.Summary
+	select {
+	case sum = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the load client did not stop")
+	}
+	c.clientAnswers = sum.Got + sum.None + sum.AllTaken + sum.Overloaded
+	c.clientGot, c.clientCents = sum.Got, sum.Amount
+	c.afterGoodbye = sum.AfterError
+	c.otherCloses = map[string]uint64{}
+	for r, n := range sum.ClosedByServer {
+		if r == proto.ReasonShutdown.String() {
+			c.goodbyes = n
+		} else {
+			c.otherCloses[r] = n
+		}
+	}
+	t.Logf("SIGTERM at %d shakes/s over %d connections: exit %v after %v; client answers %d, server shakes %d; got %d / %d; cents %d / %d; goodbyes %d / %d, frames after a goodbye %d, other closes %v",
+		qps, c.conns, c.exit, c.took.Round(time.Millisecond), c.clientAnswers, c.serverShakes, c.clientGot, c.serverGot,
+		c.clientCents, c.serverCents, c.goodbyes, c.serverGoodbyes, c.afterGoodbye, c.otherCloses)
+	return c
+}
+
+// TestSIGTERMUnderLoad: SIGTERM to a server holding 10,000 connections
+// that send 5,000 shakes/s (a third of them granted a packet, answered once
+// the ledger has the grant): every connection gets the answers to what the
+// server read, then exactly one "server shutting down" frame and nothing
+// after it; the client's counts equal the server's; the server exits 0.
+// (Users the server closes reconnect at once; a connection accepted while
+// it drains is told goodbye too, so there are more goodbyes than the
+// connections held at the signal: each side counts every one.)
+func TestSIGTERMUnderLoad(t *testing.T) {
+	c := sigtermUnderLoad(t, bin, 10_000, 5_000)
+	if c.exit != nil {
+		t.Errorf("server after SIGTERM: %v", c.exit)
+	}
+	if c.goodbyes < uint64(c.conns) || c.goodbyes != c.serverGoodbyes || len(c.otherCloses) != 0 {
+		t.Errorf("%d goodbyes received (the server sent %d) for %d connections; other closes %v",
+			c.goodbyes, c.serverGoodbyes, c.conns, c.otherCloses)
+	}
+	if c.afterGoodbye != 0 {
+		t.Errorf("%d frames after a goodbye", c.afterGoodbye)
+	}
+	if c.clientAnswers != c.serverShakes || c.clientGot != c.serverGot || c.clientCents != c.serverCents {
+		t.Errorf("client answers %d, got %d, cents %d; server %d, %d, %d",
+			c.clientAnswers, c.clientGot, c.clientCents, c.serverShakes, c.serverGot, c.serverCents)
+	}
+	if c.clientGot == 0 {
+		t.Error("no packet granted: the ledger's answers were not exercised")
 	}
 }

@@ -141,6 +141,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	st := s.Stats()
-	o.Logger.Info("stopped", "shakes", st.Totals.Shakes, "got", st.Totals.Got, "granted_amount", st.Totals.GrantedAmount)
+	o.Logger.Info("stopped", "shakes", st.Totals.Shakes, "got", st.Totals.Got, "granted_amount", st.Totals.GrantedAmount,
+		"goodbyes", st.Totals.Disconnects[int(proto.ReasonShutdown)-1])
 	return nil
 }
