@@ -129,7 +129,7 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if ss.set != nil {
 		ss.set.logout(ss)
 	}
-	ss.loop.wheel.unlink(ss)
+	ss.loop.wheel.drop(ss)
 	ss.mu.Lock()
 	ss.closed = true
 	if b := ss.box; b != nil {
@@ -319,6 +319,12 @@ func (s *Server) login(ss *session, user uint32, classic bool, now uint64, out [
 	if old := ss.set.login(ss); old != nil {
 		old.closeWith(proto.ReasonReplaced, cmd)
 	}
+	// From now on the idle deadline applies: file the session under it at
+	// once, so that the login deadline's slot does not come round to a
+	// session that logged in long ago.
+	ss.last = uint32(now)
+	due, _ := s.deadline(ss)
+	ss.loop.wheel.file(ss, due)
 	ss.loop.counters.logins.Add(1)
 	return proto.AppendLoginResp(out, now, user, proto.ResultOK), 0, 0
 }

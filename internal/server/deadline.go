@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"math"
+	"sync/atomic"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -14,18 +15,22 @@ import (
 // or that is logged in and sends nothing for the idle timeout is closed
 // with an error frame naming the reason. At a million connections these
 // checks cost no goroutine and no timer per connection: each event loop
-// keeps its sessions in a wheel of one-second slots, and once a second the
-// server's ticker has each loop advance its wheel (a task on the loop, so
-// the wheel and the sessions are touched by their loop only).
+// keeps its sessions in a wheel of one-second slots, and the server's
+// ticker has a loop advance its wheel (a task on the loop, so the wheel
+// and the sessions are touched by their loop only) in a second when a
+// slot of it is due. A loop is woken for nothing else: waking an idle gnet
+// loop costs about a millisecond of CPU (the Go runtime's monitor polls
+// fast for a while after a thread comes back from epoll_wait), which once
+// a second made idle connections cost twice as much CPU as without
+// deadlines.
 //
 // The wheel is lazy: a session is filed under the second of its deadline
 // when it opens, and traffic that pushes the deadline later moves nothing.
 // When its slot comes, the deadline is computed again from the session's
 // clocks and the session is closed or filed further on. A session is thus
 // looked at about once per timeout, not once per request or per second.
-// Only a change that brings the deadline earlier (an incomplete frame
-// starting, or a login when the idle timeout is shorter than the login
-// timeout) refiles it at once.
+// Only a login, and a change that brings the deadline earlier (an
+// incomplete frame starting), refile it at once.
 
 // wheelSlots is the wheel's size in seconds. A deadline further away than
 // this is filed modulo the size and refiled when its slot comes round.
@@ -41,23 +46,68 @@ type wheel struct {
 	never *session // sessions without a deadline
 	// at is the next second whose slot is due.
 	at uint32
+	// next is the earliest second at which a slot may hold a session due
+	// (noDeadline: none): the ticker wakes the loop then. Written by the
+	// loop, read by the ticker.
+	next atomic.Uint32
 	// doing holds the sessions of the slot being processed.
 	doing *session
 }
 
-// file puts ss on the list for second due (unlinking it from any other).
+// file puts ss on the list for second due (taking it off any other).
 func (w *wheel) file(ss *session, due uint32) {
+	old, linked := ss.due, ss.pprev != nil
 	w.unlink(ss)
 	ss.due = due
 	head := &w.never
 	if due != noDeadline {
 		head = &w.slots[due%wheelSlots]
+		if due < w.next.Load() {
+			w.next.Store(due)
+		}
 	}
 	ss.next, ss.pprev = *head, head
 	if ss.next != nil {
 		ss.next.pprev = &ss.next
 	}
 	*head = ss
+	if linked {
+		w.left(old)
+	}
+}
+
+// drop takes ss off the wheel (it closed).
+func (w *wheel) drop(ss *session) {
+	if ss.pprev != nil {
+		w.unlink(ss)
+		w.left(ss.due)
+	}
+}
+
+// left notes that a session filed under second due left its slot: when
+// that emptied the slot the loop would next be woken for (logins leave
+// their login deadline's slot, one after the other), the next wake-up is
+// at the next slot with sessions.
+func (w *wheel) left(due uint32) {
+	next := w.next.Load()
+	if due == noDeadline || next == noDeadline || due%wheelSlots != next%wheelSlots || w.slots[due%wheelSlots] != nil || w.doing != nil {
+		return
+	}
+	w.next.Store(w.first(w.at))
+}
+
+// first is the first second from t on whose slot holds sessions
+// (noDeadline: none); they are due then or a whole turn later. From w.at
+// (which lags while no slot is due) it may be a second already past: the
+// loop is woken at once and its sweep, which visits every slot from w.at,
+// sets it right.
+func (w *wheel) first(t uint32) uint32 {
+	for end := t + wheelSlots; t < end; t++ {
+		if w.slots[t%wheelSlots] != nil {
+			return t
+		}
+	}
+	return noDeadline
 }
 
 // unlink takes ss off its list, if it is on one.
@@ -175,6 +225,7 @@ func (sw *sweeper) Run(context.Context) error {
 			}
 		}
 	}
+	w.next.Store(w.first(w.at))
 	return nil
 }
 
@@ -209,10 +260,14 @@ func (l *loop) closeLingering() {
 	l.lingering = keep
 }
 
-// sweep has every event loop advance its wheel (from the ticker, once a
-// second, and while the server drains).
-func (s *Server) sweep() {
+// sweep has every event loop whose wheel has a slot due by second now
+// advance it (from the ticker, once a second), or every loop when all is
+// set (while the server drains, for the lingering connections).
+func (s *Server) sweep(now uint32, all bool) {
 	for _, l := range s.knownLoops() {
+		if !all && l.wheel.next.Load() > now {
+			continue
+		}
 		if l.sweeping.CompareAndSwap(false, true) {
 			if l.el.Execute(context.Background(), (*sweeper)(l)) != nil {
 				l.sweeping.Store(false)

@@ -219,3 +219,38 @@ func openFor(c *client.Conn, d time.Duration) error {
 	}
 	return nil
 }
+
+// TestWheelNext: the wheel knows the earliest second a slot holds a
+// session, so that the ticker wakes a loop only then; a session leaving
+// the slot it was due from (a login, a close) moves that second on.
+func TestWheelNext(t *testing.T) {
+	var w wheel
+	w.at = 1000
+	w.next.Store(noDeadline)
+	a, b, c := new(session), new(session), new(session)
+	steps := []struct {
+		name string
+		do   func()
+		next uint32
+	}{
+		{"file a at 1011", func() { w.file(a, 1011) }, 1011},
+		{"file b at 1011", func() { w.file(b, 1011) }, 1011},
+		{"file c at 1301", func() { w.file(c, 1301) }, 1011},
+		{"a logs in: refiled at 1305", func() { w.file(a, 1305) }, 1011},
+		{"b closes", func() { w.drop(b) }, 1301},
+		{"c without a deadline", func() { w.file(c, noDeadline) }, 1305},
+		{"a far ahead: its slot comes first", func() { w.file(a, 1000+3*wheelSlots+7) }, 1007},
+		{"a closes", func() { w.drop(a) }, noDeadline},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := w.next.Load(); got != st.next {
+			t.Fatalf("%s: next %d, want %d", st.name, got, st.next)
+		}
+	}
+	n := 0
+	w.each(nil, func(*session) { n++ })
+	if n != 1 || w.never != c {
+		t.Fatalf("%d sessions on the wheel, want c alone on the list without deadline", n)
+	}
+}

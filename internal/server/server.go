@@ -133,6 +133,7 @@ func New(opts Options) (*Server, error) {
 	for i := 0; i < n; i++ {
 		l := &loop{s: s, out: make([]byte, 0, 4096), budget: per}
 		l.wheel.at = start
+		l.wheel.next.Store(noDeadline)
 		if len(opts.Secret) > 0 {
 			signer, err := auth.NewSigner(opts.Secret)
 			if err != nil {
@@ -238,7 +239,7 @@ func (s *Server) ticker() {
 		if sec != lastSec {
 			lastSec = sec
 			if s.timeouts.any() {
-				s.sweep()
+				s.sweep(uint32(sec), false)
 			}
 			tot, conns := s.totals()
 			s.rater.tick(now, tot)
@@ -277,7 +278,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if _, conns := s.totals(); conns == 0 {
 			break
 		}
-		s.sweep() // closes the connections whose goodbye is flushed
+		s.sweep(0, true) // closes the connections whose goodbye is flushed
 		time.Sleep(5 * time.Millisecond)
 	}
 	err := s.eng.Stop(ctx)
