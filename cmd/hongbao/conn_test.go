@@ -94,7 +94,8 @@ func TestNonReadingRecipientBoundedRSS(t *testing.T) {
 	run := func(rcpt uint32, after func(srv *harness.ServerProc, secret string, ids []uint32)) (grown int64) {
 		dir := t.TempDir()
 		secret := harness.NewSecret()
-		srv, err := harness.StartServer(bin, dir, harness.ServerSpec{Secret: secret})
+		srv, err := harness.StartServer(bin, dir, harness.ServerSpec{Secret: secret,
+			Extra: []string{"--max-live-per-sender", strconv.Itoa(packets), "--max-sender-rate", "1000000000"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -148,7 +148,7 @@ func TestCrashKeepsEveryAcknowledgedOpen(t *testing.T) {
 			t.Fatalf("after restart, open %+v answers %+v", a, r)
 		}
 	}
-	out, stderr, code = run(t, nil, "audit", "--admin", srv2.Admin.Addr())
+	out, stderr, code = run(t, []string{"HONGBAO_ADMIN_TOKEN=" + srv2.Admin.Token}, "audit", "--admin", srv2.Admin.Addr())
 	if code != 0 {
 		t.Fatalf("audit of the restarted server: exit %d\n%s%s", code, out, stderr)
 	}
@@ -201,7 +201,7 @@ func TestSeedFlowEndToEnd(t *testing.T) {
 	if sum.OpenedAmount != g.GrantedAmount || sum.Pushes != 3*g.Sent {
 		t.Fatalf("clients received %d cents from %d pushes, server granted %d in %d packets", sum.OpenedAmount, sum.Pushes, g.GrantedAmount, g.Sent)
 	}
-	o, e, code := run(t, nil, "audit", "--admin", srv.Admin.Addr())
+	o, e, code := run(t, []string{"HONGBAO_ADMIN_TOKEN=" + srv.Admin.Token}, "audit", "--admin", srv.Admin.Addr())
 	if code != 0 {
 		t.Fatalf("audit: exit %d\n%s%s", code, o, e)
 	}

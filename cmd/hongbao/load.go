@@ -19,7 +19,8 @@ func runLoad(ctx context.Context, args []string) error {
 	var (
 		o        load.Options
 		from, to uint
-		secret   string
+		secret   secretFlags
+		admin    adminFlags
 		sources  string
 		asJSON   bool
 		quiet    bool
@@ -27,11 +28,11 @@ func runLoad(ctx context.Context, args []string) error {
 		batch    bool
 	)
 	c := newCommand("load", "Simulate users [from, to] of N, one connection each, sending together with every other client process exactly --qps shakes per second (open loop, scheduled by the clock).",
-		"hongbao load --addr 127.0.0.1:7000 --users 18000 --qps 18000 --duration 30s --secret s3cret --json")
+		"HONGBAO_SECRET=s3cret hongbao load --addr 127.0.0.1:7000 --users 18000 --qps 18000 --duration 30s --json")
 	c.group("Target", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Addr, "addr", "127.0.0.1:7000", "server address")
 		fs.StringVar(&nodeList, "nodes", "", "comma-separated addresses of the nodes (server processes) that own the --users in contiguous ranges, node 0 first; each user goes to its node (overrides --addr)")
-		fs.StringVar(&secret, "secret", "", "the server's token secret (the client mints its users' tokens)")
+		secret.define(fs, "the server's token secret (the client mints its users' tokens)")
 		fs.BoolVar(&o.Classic, "classic", false, "speak only the classic protocol (bare user-id login), e.g. to drive the original server")
 	})
 	c.group("Users", func(fs *flag.FlagSet) {
@@ -42,7 +43,7 @@ func runLoad(ctx context.Context, args []string) error {
 		fs.StringVar(&sources, "sources", "", "comma-separated source addresses (default: 127.0.0.1, more as the port range requires)")
 	})
 	c.group("Rate", func(fs *flag.FlagSet) {
-		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin")
+		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin (with its admin token)")
 		fs.DurationVar(&o.Duration, "duration", 0, "run time after all users are connected (0: until interrupted)")
 		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
 		fs.DurationVar(&o.PingIdle, "ping-idle", load.DefaultPingIdle, "ping a user's connection after this long without a request, below the server's --idle-timeout (0: never)")
@@ -51,6 +52,7 @@ func runLoad(ctx context.Context, args []string) error {
 	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Admin, "admin", "", "admin HTTP address (/qps, /api/stats, /healthz, /metrics, /debug/pprof); empty: none")
+		admin.define(fs)
 		fs.BoolVar(&asJSON, "json", false, "print a JSON summary on stdout at the end")
 		fs.BoolVar(&quiet, "quiet", false, "no per-second lines on stderr")
 	})
@@ -77,11 +79,18 @@ func runLoad(ctx context.Context, args []string) error {
 		return c.usageErr("--from and --to must fit in 32 bits")
 	}
 	o.From, o.To = uint32(from), uint32(to)
+	sec, err := secret.resolve(c, slog.Default())
+	if err != nil {
+		return err
+	}
 	if !o.Classic {
-		if secret == "" {
-			return c.usageErr("--secret is required unless --classic")
+		if sec == "" {
+			return c.usageErr("a token secret is required unless --classic: --secret-file FILE or HONGBAO_SECRET")
 		}
-		o.Secret = []byte(secret)
+		o.Secret = []byte(sec)
+	}
+	if o.AdminToken, o.AdminAuthOff, err = admin.resolve(c, o.Admin, "hongbao-load-admin.token", slog.Default()); err != nil {
+		return err
 	}
 	for _, s := range strings.Split(sources, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -113,6 +122,10 @@ func runLoad(ctx context.Context, args []string) error {
 		return c.usageErr("%v", err)
 	}
 	if err != nil {
+		return err
+	}
+	if err := admin.publish(slog.Default()); err != nil {
+		_ = cl.Close()
 		return err
 	}
 	_, err = cl.Run(ctx)

@@ -25,10 +25,11 @@ var subcommands = []subcommand{
 	{"bench", "measure server and client as processes, print JSON", runBench},
 	{"token", "mint a login token for a user", runToken},
 	{"audit", "check a ledger's invariants (offline or on a running server)", runAudit},
+	{"ledger", "operator actions on a ledger file: repair", runLedger},
 	{"bench-ledger", "measure durable grants/s and shakes with the ledger on vs off, print JSON", runBenchLedger},
 	{"monitor", "merge per-second samples, live dashboard, record a series", runMonitor},
 	{"run", "the seed's scenario at scale: nodes, clients, three phases, a report", runRun},
-	{"plot", "render a recorded series as PNG charts and an HTML report", runPlot},
+	{"plot", "render a recorded series as a self-contained HTML report with charts", runPlot},
 }
 
 func usage() {

@@ -20,6 +20,9 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(holdEnv) != "" {
+		os.Exit(holdMain()) // a holder process of TestAcceptSurvivesTheOpenFileLimit
+	}
 	dir, err := os.MkdirTemp("", "hongbao-bin-")
 	if err != nil {
 		panic(err)
@@ -64,13 +67,23 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 		{[]string{"server"}, nil, "token secret is required"},
 		{[]string{"server", "--secret", "s"}, []string{"HONGBAO_BUDGET=lots"}, "HONGBAO_BUDGET"},
 		{[]string{"load", "--qps", "-5", "--secret", "s"}, nil, "qps"},
-		{[]string{"load"}, nil, "--secret is required"},
+		{[]string{"load"}, nil, "token secret is required"},
 		{[]string{"load", "--secret", "s", "--sources", "nope"}, nil, "--sources"},
 		{[]string{"demo", "--users", "0"}, nil, "--users must be at least 1"},
 		{[]string{"demo", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"bench", "--duration", "1s"}, nil, "--duration must exceed --warmup"},
 		{[]string{"bench", "--steps", "1,x"}, nil, `"x" is not a positive rate`},
-		{[]string{"token", "--user", "5"}, nil, "--secret is required"},
+		{[]string{"token", "--user", "5"}, nil, "the secret is required"},
+		{[]string{"token", "--user", "5", "--ttl", "876000h"}, []string{"HONGBAO_SECRET=s"}, "above the maximum token lifetime"},
+		{[]string{"token", "--user", "5", "--ttl", "2h", "--max-token-ttl", "1h"}, []string{"HONGBAO_SECRET=s"}, "above the maximum token lifetime"},
+		{[]string{"token", "--user", "5", "--secret-file", "/nonexistent/secret"}, nil, "--secret-file"},
+		{[]string{"token", "--user", "5", "--secret", "s", "--secret-file", "f"}, nil, "give the secret once"},
+		{[]string{"server", "--admin", "0.0.0.0:0", "--admin-auth=false", "--ledger=false"}, []string{"HONGBAO_SECRET=s"}, "only when the admin listener binds a loopback address"},
+		{[]string{"server", "--admin", ":0", "--admin-auth=false", "--ledger=false"}, []string{"HONGBAO_SECRET=s"}, "only when the admin listener binds a loopback address"},
+		{[]string{"load", "--admin", "0.0.0.0:0", "--admin-auth=false"}, []string{"HONGBAO_SECRET=s"}, "only when the admin listener binds a loopback address"},
+		{[]string{"server", "--max-token-ttl", "0"}, []string{"HONGBAO_SECRET=s"}, "--max-token-ttl must be positive"},
+		{[]string{"server", "--admin-token-file", "/nonexistent/token", "--ledger=false"}, []string{"HONGBAO_SECRET=s"}, "admin token"},
+		{[]string{"server", "--ledger=false"}, []string{"HONGBAO_SECRET=s", "HONGBAO_ADMIN_TOKEN=short"}, "HONGBAO_ADMIN_TOKEN: admin token shorter than 16"},
 		{[]string{"token", "--secret", "s"}, nil, "--user must be in"},
 		{[]string{"audit"}, nil, "give exactly one of --data-dir and --admin"},
 		{[]string{"audit", "--data-dir", "x", "--admin", "y"}, nil, "give exactly one of --data-dir and --admin"},
@@ -124,7 +137,7 @@ func TestDemoClientAndServerAgree(t *testing.T) {
 		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
 	}
 	for _, want := range []string{"campaign 1: 600 packets", "client and server agree", "packets got",
-		"dashboard: http://127.0.0.1:", "rate.png", "report: "} {
+		"dashboard: http://127.0.0.1:", "series: ", "report: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
@@ -135,10 +148,13 @@ func TestDemoClientAndServerAgree(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("plot exit %d: %s", code, perr)
 	}
-	for _, f := range []string{"rate.png", "packets.png", "connections.png", "latency.png", "report.html"} {
-		st, err := os.Stat(filepath.Join(plots, f))
-		if err != nil || st.Size() < 1000 {
-			t.Errorf("plot did not write %s (%v); output:\n%s", f, err, pout)
+	rep, err := os.ReadFile(filepath.Join(plots, "report.html"))
+	if err != nil || !strings.Contains(pout, filepath.Join(plots, "report.html")) {
+		t.Fatalf("plot did not write report.html (%v); output:\n%s", err, pout)
+	}
+	for _, c := range []string{"rate", "packets", "connections", "latency"} {
+		if !strings.Contains(string(rep), `"id":"`+c+`"`) {
+			t.Errorf("report.html lacks the %s chart", c)
 		}
 	}
 }
@@ -183,7 +199,7 @@ func TestServerSIGTERMExitsZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := harness.Start("server", bin, []string{"server", "--listen", addr, "--admin", admin, "--secret", "s", "--data-dir", t.TempDir()}, nil)
+	p, err := harness.StartEnv("server", bin, []string{"server", "--listen", addr, "--admin", admin, "--data-dir", t.TempDir()}, []string{"HONGBAO_SECRET=s"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,10 @@ import (
 
 func runPlot(_ context.Context, args []string) error {
 	var out string
-	c := newCommand("plot", "Render a series recorded by 'hongbao monitor' (FILE, NDJSON) into PNG charts and a self-contained report.html. Usage: hongbao plot FILE [--out DIR].",
+	c := newCommand("plot", "Render a series recorded by 'hongbao monitor' (FILE, NDJSON) into report.html: one self-contained page with the dashboard's charts (uPlot, inline, data included) and a table of every series. Usage: hongbao plot FILE [--out DIR].",
 		"hongbao plot hongbao-series.ndjson --out plots")
 	c.group("Output", func(fs *flag.FlagSet) {
-		fs.StringVar(&out, "out", "plots", "directory for the PNGs and report.html")
+		fs.StringVar(&out, "out", "plots", "directory for report.html")
 	})
 	// FILE may come before or after the flags.
 	var file string
@@ -32,9 +32,6 @@ func runPlot(_ context.Context, args []string) error {
 	res, err := plot.Render(file, out)
 	if err != nil {
 		return err
-	}
-	for _, p := range res.PNGs {
-		fmt.Println(p)
 	}
 	fmt.Println(res.Report)
 	return nil

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"os"
 	"time"
 
+	"hongbao/internal/auth"
+	"hongbao/internal/ledger"
 	"hongbao/internal/limits"
 	"hongbao/internal/nodes"
 	"hongbao/internal/proto"
@@ -16,7 +19,8 @@ import (
 func runServer(ctx context.Context, args []string) error {
 	var (
 		o        server.Options
-		secret   string
+		secret   secretFlags
+		admin    adminFlags
 		users    uint
 		amin     uint
 		amax     uint
@@ -29,13 +33,17 @@ func runServer(ctx context.Context, args []string) error {
 		minCents uint
 		node     int
 		nodesN   int
+		campRate uint
+		campCnt  uint
 	)
 	c := newCommand("server", "Run the access server: holds client connections on event loops, issues shake packets, answers shakes.",
-		"hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --secret s3cret --budget 60000")
+		"HONGBAO_SECRET=s3cret hongbao server --listen 127.0.0.1:7000 --admin 127.0.0.1:7001 --budget 60000")
 	c.group("Network", func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Listen, "listen", "127.0.0.1:7000", "client TCP address")
 		fs.StringVar(&o.Admin, "admin", "127.0.0.1:7001", "admin HTTP address (\"\" to disable)")
+		admin.define(fs)
 		fs.IntVar(&o.Loops, "loops", 0, "event loops (0: one per CPU but one)")
+		fs.IntVar(&o.MaxConns, "max-conns", 0, "most client connections held; more are closed at once as 'server full' (0: the open-file limit less a reserve)")
 	})
 	c.group("Deadlines (whole seconds; 0 turns one off)", func(fs *flag.FlagSet) {
 		fs.DurationVar(&o.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in this long after it opened")
@@ -43,7 +51,8 @@ func runServer(ctx context.Context, args []string) error {
 		fs.DurationVar(&o.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a logged-in connection that sends nothing this long (clients ping before it)")
 	})
 	c.group("Login", func(fs *flag.FlagSet) {
-		fs.StringVar(&secret, "secret", "", "HMAC secret of login tokens (see 'hongbao token')")
+		secret.define(fs, "HMAC secret of login tokens (see 'hongbao token')")
+		fs.DurationVar(&o.MaxTokenTTL, "max-token-ttl", auth.DefaultMaxTTL, "refuse a login token whose expiry is further ahead than this")
 		fs.BoolVar(&o.AllowClassic, "allow-classic", false, "accept the classic bare user-id login (no token)")
 		fs.UintVar(&users, "users", 0, "refuse user ids above this (0: no limit)")
 	})
@@ -65,6 +74,15 @@ func runServer(ctx context.Context, args []string) error {
 		fs.UintVar(&maxShare, "max-shares", server.DefaultMaxShares, "most shares of a group packet")
 		fs.IntVar(&o.MaxRecipients, "max-recipients", server.DefaultMaxRecipients, "most recipients of a group packet")
 		fs.UintVar(&minCents, "min-share-cents", server.DefaultMinShareCents, "smallest share, cents")
+	})
+	c.group("Limits of live state (a send over them is answered 30 or 31; a campaign or generator over them gets a 4xx)", func(fs *flag.FlagSet) {
+		fs.IntVar(&o.MaxLivePackets, "max-live-packets", server.DefaultMaxLivePackets, "group packets in memory (sent, not yet expired), all senders'")
+		fs.IntVar(&o.MaxLivePerSender, "max-live-per-sender", server.DefaultMaxLivePerSender, "group packets in memory of one sender")
+		fs.IntVar(&o.MaxSenderRate, "max-sender-rate", server.DefaultMaxSenderRate, "recipients x packets per second one sender may send to")
+		fs.IntVar(&o.MaxCampaigns, "max-campaigns", server.DefaultMaxCampaigns, "campaigns running at once (and generators running at once)")
+		fs.UintVar(&campRate, "max-campaign-rate", server.DefaultMaxCampaignRate, "packets per second of one campaign or generator")
+		fs.UintVar(&campCnt, "max-campaign-count", server.DefaultMaxCampaignCount, "packets of one campaign or generator")
+		fs.IntVar(&o.MaxWaiting, "max-waiting", server.DefaultMaxWaiting, "shake packets issued and waiting in the SETs, all campaigns'; at it the issuer waits")
 	})
 	c.group("Process", func(fs *flag.FlagSet) {
 		fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -104,13 +122,28 @@ func runServer(ctx context.Context, args []string) error {
 			return c.usageErr("%s must be 0 (off) or between 1s and %v, got %v", d.name, server.MaxTimeout, *d.v)
 		}
 	}
+	if o.MaxTokenTTL <= 0 {
+		return c.usageErr("--max-token-ttl must be positive")
+	}
+	tokenDir := o.DataDir // a generated admin token goes there, with or without the ledger
+	if o.MaxLivePackets < 1 || o.MaxLivePerSender < 1 || o.MaxCampaigns < 1 || o.MaxWaiting < 1 ||
+		o.MaxLivePackets > 1<<31-1 || o.MaxLivePerSender > 1<<31-1 {
+		return c.usageErr("--max-live-packets, --max-live-per-sender, --max-campaigns and --max-waiting must be positive 32-bit numbers")
+	}
+	if o.MaxSenderRate < o.MaxRecipients || o.MaxSenderRate > 1<<31-1 {
+		return c.usageErr("--max-sender-rate must be at least --max-recipients (%d): a packet to that many could never be sent", o.MaxRecipients)
+	}
+	if campRate < 1 || campRate > 1<<32-1 || campCnt < 1 || campCnt > 1<<32-1 {
+		return c.usageErr("--max-campaign-rate and --max-campaign-count must be positive 32-bit numbers")
+	}
+	o.MaxCampaignRate, o.MaxCampaignCount = uint32(campRate), uint32(campCnt)
 	if !useLed {
 		o.DataDir = ""
 	} else if o.DataDir == "" {
 		return c.usageErr("--data-dir must not be empty (use --ledger=false to run without a ledger)")
 	}
 	o.MaxPacketCents, o.MaxShares, o.MinShareCents = uint32(maxCents), uint32(maxShare), uint32(minCents)
-	o.Secret, o.Users, o.AmountMin, o.AmountMax = []byte(secret), uint32(users), uint32(amin), uint32(amax)
+	o.Users, o.AmountMin, o.AmountMax = uint32(users), uint32(amin), uint32(amax)
 	if nodesN != 1 || node != 0 {
 		if users == 0 {
 			return c.usageErr("--nodes needs --users (the whole run's users)")
@@ -122,15 +155,34 @@ func runServer(ctx context.Context, args []string) error {
 		o.UsersFrom, o.Users = m.Range(node)
 	}
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel}))
+	sec, err := secret.resolve(c, o.Logger)
+	if err != nil {
+		return err
+	}
+	o.Secret = []byte(sec)
+	if len(o.Secret) == 0 && !o.AllowClassic {
+		return c.usageErr("a token secret is required: --secret-file FILE or HONGBAO_SECRET (or --allow-classic)")
+	}
+	if o.AdminToken, o.AdminAuthOff, err = admin.resolve(c, o.Admin, tokenPathIn(tokenDir, "admin.token"), o.Logger); err != nil {
+		return err
+	}
 	applySchedBatch(batch, o.Logger)
 	if _, err := limits.RaiseFiles(); err != nil {
 		return err
 	}
 	s, err := server.New(o)
-	if err != nil {
+	if errors.Is(err, ledger.ErrCorrupt) || errors.Is(err, ledger.ErrLocked) {
+		return ledgerRefusal(o.DataDir, err)
+	} else if err != nil {
 		return c.usageErr("%v", err)
 	}
 	if err := s.Start(ctx); err != nil {
+		return err
+	}
+	if err := admin.publish(o.Logger); err != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		_ = s.Shutdown(sctx)
 		return err
 	}
 	<-ctx.Done()

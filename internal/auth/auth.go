@@ -24,15 +24,42 @@ var (
 	ErrExpired      = errors.New("token expired")
 	ErrOtherUser    = errors.New("token belongs to another user")
 	ErrMalformed    = errors.New("token malformed: want USER.EXPIRY.HEXMAC")
+	// ErrTooLong: the token's expiry is further ahead than the maximum
+	// lifetime allows. It counts as ErrExpired for callers that only know
+	// that one (the server answers it with the token-expired reason).
+	ErrTooLong error = tooLong{}
 )
+
+type tooLong struct{}
+
+func (tooLong) Error() string        { return "token lifetime above the maximum" }
+func (tooLong) Is(target error) bool { return target == ErrExpired }
+
+// DefaultMaxTTL is the longest lifetime of a token unless configured
+// (server and `hongbao token` --max-token-ttl): a token that leaks is
+// good for at most this long, and no token lives for a hundred years.
+const DefaultMaxTTL = 30 * 24 * time.Hour
+
+// ClockSkew is how far beyond now + the maximum lifetime an expiry may lie
+// and still be accepted: the minter's clock may run ahead of the server's.
+const ClockSkew = time.Minute
+
+// CheckTTL refuses to mint a token living longer than maxTTL.
+func CheckTTL(ttl, maxTTL time.Duration) error {
+	if maxTTL > 0 && ttl > maxTTL {
+		return fmt.Errorf("%w: %v above %v", ErrTooLong, ttl, maxTTL)
+	}
+	return nil
+}
 
 // Signer mints and verifies tokens with one secret. It is not safe for
 // concurrent use (it reuses its HMAC state): give each goroutine or event
 // loop its own.
 type Signer struct {
-	mac hash.Hash
-	buf [12]byte
-	sum [32]byte
+	mac    hash.Hash
+	maxTTL time.Duration // 0: no maximum
+	buf    [12]byte
+	sum    [32]byte
 }
 
 // NewSigner returns a Signer for secret, which must not be empty.
@@ -60,7 +87,12 @@ func (s *Signer) Mint(user uint32, expiry time.Time) proto.Token {
 	return t
 }
 
-// Verify checks that t is a genuine, unexpired token for user.
+// SetMaxTTL makes Verify refuse (ErrTooLong) a token whose expiry is more
+// than d (plus ClockSkew) after now; 0 accepts any expiry.
+func (s *Signer) SetMaxTTL(d time.Duration) { s.maxTTL = max(d, 0) }
+
+// Verify checks that t is a genuine, unexpired token for user, within the
+// maximum lifetime if one is set.
 func (s *Signer) Verify(t *proto.Token, user uint32, now time.Time) error {
 	if !hmac.Equal(s.sign(t.User, t.Expiry), t.MAC[:]) {
 		return ErrBadSignature
@@ -70,6 +102,9 @@ func (s *Signer) Verify(t *proto.Token, user uint32, now time.Time) error {
 	}
 	if uint64(now.Unix()) >= t.Expiry {
 		return ErrExpired
+	}
+	if s.maxTTL > 0 && t.Expiry > uint64(now.Add(s.maxTTL+ClockSkew).Unix()) {
+		return ErrTooLong
 	}
 	return nil
 }

@@ -156,3 +156,61 @@ func TestParseTokenMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestMaxTTL: with a maximum lifetime, a token whose expiry lies further
+// ahead than now + max (+ ClockSkew) is refused as ErrTooLong, which is
+// also an ErrExpired; without one any expiry passes.
+func TestMaxTTL(t *testing.T) {
+	const day = 24 * time.Hour
+	s := signer(t, secret)
+	s.SetMaxTTL(auth.DefaultMaxTTL)
+	for _, tc := range []struct {
+		name string
+		exp  time.Time
+		want error
+	}{
+		{"an hour", now.Add(time.Hour), nil},
+		{"exactly the maximum", now.Add(auth.DefaultMaxTTL), nil},
+		{"the maximum plus the clock skew", now.Add(auth.DefaultMaxTTL + auth.ClockSkew), nil},
+		{"one second beyond", now.Add(auth.DefaultMaxTTL + auth.ClockSkew + time.Second), auth.ErrTooLong},
+		{"31 days", now.Add(31 * day), auth.ErrTooLong},
+		{"a hundred years", now.Add(100 * 365 * day), auth.ErrTooLong},
+		{"the largest expiry", time.Unix(1<<62, 0), auth.ErrTooLong},
+		{"already expired", now.Add(-time.Second), auth.ErrExpired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok := s.Mint(42, tc.exp)
+			err := s.Verify(&tok, 42, now)
+			if !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("Verify = %v, want %v", err, tc.want)
+			}
+			if errors.Is(tc.want, auth.ErrTooLong) && !errors.Is(err, auth.ErrExpired) {
+				t.Errorf("ErrTooLong is not an ErrExpired")
+			}
+		})
+	}
+	// A forged long-lived token is still a bad signature first.
+	tok := s.Mint(42, now.Add(100*365*day))
+	tok.MAC[0] ^= 1
+	if err := s.Verify(&tok, 42, now); !errors.Is(err, auth.ErrBadSignature) {
+		t.Errorf("forged: %v", err)
+	}
+	// No maximum: a hundred years pass.
+	s.SetMaxTTL(0)
+	tok = s.Mint(42, now.Add(100*365*day))
+	if err := s.Verify(&tok, 42, now); err != nil {
+		t.Errorf("no maximum: %v", err)
+	}
+}
+
+func TestCheckTTL(t *testing.T) {
+	if err := auth.CheckTTL(24*time.Hour, auth.DefaultMaxTTL); err != nil {
+		t.Error(err)
+	}
+	if err := auth.CheckTTL(auth.DefaultMaxTTL, auth.DefaultMaxTTL); err != nil {
+		t.Error(err)
+	}
+	if err := auth.CheckTTL(auth.DefaultMaxTTL+time.Second, auth.DefaultMaxTTL); !errors.Is(err, auth.ErrTooLong) {
+		t.Errorf("above the maximum: %v", err)
+	}
+}

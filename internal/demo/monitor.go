@@ -40,7 +40,7 @@ func (m *demoMonitor) Stop() {
 }
 
 // finish keeps the dashboard up for o.Linger, closes the series and writes
-// the plots and the report into o.Dir/plots.
+// the report (charts and table) into o.Dir/plots.
 func (m *demoMonitor) finish(ctx context.Context, o Options) {
 	if o.Linger > 0 {
 		fmt.Fprintf(o.Out, "\ndashboard stays up at %s for %v\n", m.URL(), o.Linger)
@@ -55,9 +55,5 @@ func (m *demoMonitor) finish(ctx context.Context, o Options) {
 		fmt.Fprintf(o.Out, "\nplots: %v\n", err)
 		return
 	}
-	fmt.Fprintf(o.Out, "\nseries: %s\nplots:", m.file)
-	for _, p := range out.PNGs {
-		fmt.Fprintf(o.Out, " %s", filepath.Base(p))
-	}
-	fmt.Fprintf(o.Out, " in %s\nreport: %s\n", filepath.Dir(out.Report), out.Report)
+	fmt.Fprintf(o.Out, "\nseries: %s\nreport: %s\n", m.file, out.Report)
 }

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/load"
 )
 
@@ -21,6 +23,11 @@ type ServerSpec struct {
 	Secret string
 	Extra  []string // more flags
 	Env    []string // more environment (NAME=value)
+	// AdminToken is the admin API's bearer token ("": a new random one).
+	AdminToken string
+	// NoFile, if non-zero, is the server's open-file limit (soft and
+	// hard, set by /bin/sh's ulimit before it execs the server).
+	NoFile int
 }
 
 // ServerProc is a running server child with its admin client.
@@ -41,7 +48,7 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"server", "--listen", addr, "--admin", admin, "--secret", spec.Secret, "--log-level", "warn",
+	args := []string{"server", "--listen", addr, "--admin", admin, "--log-level", "warn",
 		"--data-dir", filepath.Join(dir, "ledger")}
 	if spec.Users > 0 {
 		args = append(args, "--users", strconv.Itoa(spec.Users))
@@ -54,13 +61,19 @@ func StartServer(bin, dir string, spec ServerSpec) (*ServerProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartEnv("server", bin, args, spec.Env, logf)
+	token := cmp.Or(spec.AdminToken, NewSecret())
+	if spec.NoFile > 0 {
+		args = append([]string{"-c", `ulimit -n ` + strconv.Itoa(spec.NoFile) + ` && exec "$0" "$@"`, bin}, args...)
+		bin = "/bin/sh"
+	}
+	p, err := StartEnv("server", bin, args, secretEnv(spec.Secret, token, spec.Env), logf)
 	if err != nil {
 		logf.Close()
 		return nil, err
 	}
 	go func() { <-p.Done(); logf.Close() }()
 	sp := &ServerProc{Proc: p, Addr: addr, Admin: NewAdmin(admin)}
+	sp.Admin.Token = token
 	if err := sp.Admin.WaitHealthy(p, 10*time.Second); err != nil {
 		_ = p.Stop(time.Second)
 		return nil, fmt.Errorf("%w (log: %s)", err, filepath.Join(dir, "server.log"))
@@ -79,6 +92,8 @@ type LoadSpec struct {
 	Name     string   // log file name (default "load")
 	Extra    []string // more flags
 	Env      []string // more environment (NAME=value)
+	// AdminToken is its admin API's bearer token ("": a new random one).
+	AdminToken string
 }
 
 // LoadProc is a running load client with its admin client.
@@ -100,20 +115,23 @@ func StartLoad(bin, dir string, spec LoadSpec) (*LoadProc, error) {
 	}
 	args := []string{"load", "--addr", spec.Addr, "--users", strconv.Itoa(spec.Users),
 		"--qps", strconv.Itoa(spec.QPS), "--ramp", strconv.Itoa(spec.Ramp),
-		"--duration", spec.Duration.String(), "--secret", spec.Secret, "--admin", admin, "--json"}
+		"--duration", spec.Duration.String(), "--admin", admin, "--json"}
 	args = append(args, spec.Extra...)
 	logPath := filepath.Join(dir, spec.Name+".log")
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	p, err := StartEnv(spec.Name, bin, args, spec.Env, logf)
+	token := cmp.Or(spec.AdminToken, NewSecret())
+	p, err := StartEnv(spec.Name, bin, args, secretEnv(spec.Secret, token, spec.Env), logf)
 	if err != nil {
 		logf.Close()
 		return nil, err
 	}
 	go func() { <-p.Done(); logf.Close() }()
-	return &LoadProc{Proc: p, Admin: NewAdmin(admin), log: logPath}, nil
+	a := NewAdmin(admin)
+	a.Token = token
+	return &LoadProc{Proc: p, Admin: a, log: logPath}, nil
 }
 
 // Summary waits for the load client to finish and decodes its JSON summary.
@@ -124,6 +142,15 @@ func (l *LoadProc) Summary() (*load.Summary, error) {
 		return nil, fmt.Errorf("%s summary (exit: %v, log %s): %w", l.Name, l.exitErr(), l.log, err)
 	}
 	return &s, l.exitErr()
+}
+
+// secretEnv is a child's environment for its token secret and admin
+// token, then more: secrets go to a child through its environment, which
+// only its owner may read, never on its command line, which every user of
+// the machine can read in ps and /proc/PID/cmdline.
+func secretEnv(secret, adminToken string, more []string) []string {
+	env := []string{"HONGBAO_SECRET=" + secret, adminauth.EnvToken + "=" + adminToken}
+	return append(env, more...)
 }
 
 // NewSecret returns a random token secret for a run.

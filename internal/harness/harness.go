@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/limits"
 	"hongbao/internal/procstat"
 	"hongbao/internal/server"
@@ -176,8 +177,9 @@ func portFree(p int) bool {
 
 // Admin is a client of an admin HTTP API (server or load client).
 type Admin struct {
-	Base string // http://host:port
-	hc   http.Client
+	Base  string // http://host:port
+	Token string // bearer token sent with every request ("": none)
+	hc    http.Client
 }
 
 // Addr is the admin API's host:port.
@@ -207,6 +209,7 @@ func (a *Admin) do(method, path string, body, v any) error {
 	if err != nil {
 		return err
 	}
+	adminauth.SetHeader(req, a.Token)
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return err

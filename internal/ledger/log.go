@@ -1,7 +1,6 @@
 package ledger
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 )
 
 // FileName is the ledger's file inside its directory.
@@ -55,9 +55,10 @@ type Log struct {
 	wake    chan struct{}
 	done    chan struct{}
 
-	size   int64 // bytes durable in the file, owned by the writer
-	stats  Stats // guarded by mu
-	NoSync bool  // skip fsync (benchmarks of the write path only)
+	size   int64     // bytes durable in the file, owned by the writer
+	torn   *TornTail // cut off by Open
+	stats  Stats     // guarded by mu
+	NoSync bool      // skip fsync (benchmarks of the write path only)
 }
 
 // Stats are the writer's counters.
@@ -68,7 +69,14 @@ type Stats struct {
 }
 
 // Open opens (creating it if needed) the ledger in dir, replays it into a
-// new State, cuts off a torn tail left by a crash, and starts the writer.
+// new State, and starts the writer. Only a torn tail (bytes after the last
+// intact record with no intact record in them: what a crash during the
+// last write leaves) is cut off; its bytes are kept in a side file first
+// (see TornTail). Damage followed by intact records is not a crash's doing
+// and those records were durable: Open then returns a *CorruptError
+// (ErrCorrupt) and leaves the file as it is, for the audit and Repair.
+// While open, the file is locked against a second Open or a Repair
+// (ErrLocked).
 func Open(dir string) (*Log, *State, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, nil, err
@@ -78,36 +86,73 @@ func Open(dir string) (*Log, *State, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	st := NewState()
-	good, err := replay(f, st.Apply, -1)
+	l, st, err := openLog(dir, path, f)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
 	}
+	return l, st, nil
+}
+
+func openLog(dir, path string, f *os.File) (*Log, *State, error) {
+	if err := lockFile(f); err != nil {
+		return nil, nil, err
+	}
+	st := NewState()
+	sc, err := scanFile(f, path, -1, st.Apply)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, err
+	}
+	good := sc.Size
+	var torn *TornTail
+	if d, ok := sc.Tail(); ok {
+		now := time.Now()
+		header := fmt.Sprintf("torn tail cut off %s (%d bytes) when the ledger was opened at %s",
+			path, sc.Size, now.UTC().Format(time.RFC3339))
+		side, err := saveSpans(dir, f, "torn", []Damage{d}, now, header)
+		if err != nil {
+			return nil, nil, err
+		}
+		torn, good = &TornTail{Damage: d, SideFile: side}, d.Offset
+	}
 	if err := f.Truncate(good); err != nil {
-		f.Close()
 		return nil, nil, err
 	}
 	if _, err := f.Seek(good, io.SeekStart); err != nil {
-		f.Close()
 		return nil, nil, err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
 		return nil, nil, err
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the file's creation durable too
-		d.Close()
-	}
+	_ = syncDir(dir) // make the file's creation durable too
 	l := &Log{f: f, path: path, wake: make(chan struct{}, 1), done: make(chan struct{}), size: good,
-		buf: make([]byte, 0, 1<<16)}
+		buf: make([]byte, 0, 1<<16), torn: torn}
 	go l.writer()
 	return l, st, nil
 }
 
+// TornTail is a torn tail Open cut off, and the side file keeping its bytes.
+type TornTail struct {
+	Damage
+	SideFile string
+}
+
+// TornTail is what Open cut off the end of the file, or nil.
+func (l *Log) TornTail() *TornTail { return l.torn }
+
 // Path is the ledger file's path.
 func (l *Log) Path() string { return l.path }
+
+// Err is the write error after which the log refuses every record, or nil
+// while it can still make records durable (a closed log is not an error).
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
 
 // refusing is why the log takes no more records (its write error, or
 // ErrClosed once closing), or nil. l.mu must be held.
@@ -134,12 +179,7 @@ func (l *Log) Append(r *Record, done Done) {
 	}
 	p := pending{done: done, off: len(l.buf)}
 	if r != nil {
-		start := len(l.buf)
-		l.buf = append(l.buf, 0, 0, 0, 0, 0, 0, 0, 0)
-		l.buf = appendRecord(l.buf, r)
-		payload := l.buf[start+frameHeader:]
-		binary.LittleEndian.PutUint32(l.buf[start:], uint32(len(payload)))
-		binary.LittleEndian.PutUint32(l.buf[start+4:], crc32.Checksum(payload, crcTable))
+		l.buf = appendFrame(l.buf, r)
 		p.rec, p.has = *r, true
 	}
 	l.pend = append(l.pend, p)
@@ -270,60 +310,44 @@ func (l *Log) write(b []byte) error {
 	return nil
 }
 
+// appendFrame appends r framed: its payload's length and CRC-32C, then the payload.
+func appendFrame(b []byte, r *Record) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	b = appendRecord(b, r)
+	payload := b[start+frameHeader:]
+	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, crcTable))
+	return b
+}
+
 // Replay reads the ledger in dir (read-only) into a new State. A torn
-// tail (a crash during a write) ends the replay; it is not an error.
+// tail (a crash during a write) ends the replay; damage followed by
+// intact records is a *CorruptError (see Inspect to read past it).
 func Replay(dir string) (*State, error) { return ReplayTo(dir, -1) }
 
 // ReplayTo is Replay of the records before file offset limit (all if < 0).
+// Every byte before a limit >= 0 must be intact (a mark stands after
+// durable records): a torn tail there is a *CorruptError too.
 func ReplayTo(dir string, limit int64) (*State, error) {
-	f, err := os.Open(filepath.Join(dir, FileName))
+	path := filepath.Join(dir, FileName)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	st := NewState()
-	if _, err := replay(f, st.Apply, limit); err != nil {
+	sc, err := scanFile(f, path, limit, st.Apply)
+	if err != nil {
+		return nil, err
+	}
+	if limit >= 0 {
+		for i := range sc.Damage {
+			sc.Damage[i].Tail = false
+		}
+	}
+	if err := sc.Err(); err != nil {
 		return nil, err
 	}
 	return st, nil
-}
-
-// replay applies every whole, valid record of f from its start (up to
-// offset limit, if >= 0) and returns the offset just past the last one.
-func replay(f *os.File, apply func(*Record), limit int64) (int64, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return 0, err
-	}
-	r := bufio.NewReaderSize(f, 1<<20)
-	var (
-		off int64
-		hdr [frameHeader]byte
-		p   []byte
-		rec Record
-	)
-	for limit < 0 || off < limit {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return off, nil // end, or a torn header
-		}
-		n := binary.LittleEndian.Uint32(hdr[:])
-		if n < fixedSize || n > maxRecord {
-			return off, nil
-		}
-		if cap(p) < int(n) {
-			p = make([]byte, n)
-		}
-		p = p[:n]
-		if _, err := io.ReadFull(r, p); err != nil {
-			return off, nil
-		}
-		if crc32.Checksum(p, crcTable) != binary.LittleEndian.Uint32(hdr[4:]) {
-			return off, nil
-		}
-		if err := decodeRecord(p, &rec); err != nil {
-			return off, nil
-		}
-		apply(&rec)
-		off += frameHeader + int64(n)
-	}
-	return off, nil
 }

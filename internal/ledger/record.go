@@ -24,6 +24,14 @@ const (
 	KindFunded       Kind = 4 // a group packet funded: Packet, User (sender), Amount (total), Shares, Expiry, Key, Balance, Recipients
 	KindGrant        Kind = 5 // a share granted: Packet, User, Amount, Remaining, SharesLeft, Balance
 	KindRefund       Kind = 6 // a packet's remainder refunded: Packet, User (sender), Amount, Balance
+	// KindRepair stands where 'hongbao ledger repair' dropped damaged
+	// bytes: Key (the bytes' offset in the file as it was), Amount (how
+	// many), Expiry (when the repair ran, Unix ms). It moves no money; the
+	// audit notes it. Its Time is that of the record before it, so that
+	// the ledger's clock (the latest record time) does not jump.
+	KindRepair Kind = 7
+
+	lastKind = KindRepair // a higher kind is not a record
 )
 
 func (k Kind) String() string {
@@ -40,6 +48,8 @@ func (k Kind) String() string {
 		return "grant"
 	case KindRefund:
 		return "refund"
+	case KindRepair:
+		return "repair"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -77,7 +87,7 @@ const frameHeader = 8
 // recipients), to reject a corrupt length before allocating.
 const maxRecord = fixedSize + 4*100000
 
-var errCorrupt = errors.New("ledger: corrupt record")
+var errBadRecord = errors.New("ledger: undecodable record")
 
 // appendRecord appends r's payload.
 func appendRecord(b []byte, r *Record) []byte {
@@ -108,7 +118,7 @@ func appendRecord(b []byte, r *Record) []byte {
 // decodeRecord reads a payload written by appendRecord.
 func decodeRecord(p []byte, r *Record) error {
 	if len(p) < fixedSize {
-		return errCorrupt
+		return errBadRecord
 	}
 	le := binary.LittleEndian
 	r.Kind = Kind(p[0])
@@ -133,7 +143,7 @@ func decodeRecord(p []byte, r *Record) error {
 	r.Budget = u64()
 	n := u32()
 	if len(p) != fixedSize+4*int(n) {
-		return errCorrupt
+		return errBadRecord
 	}
 	r.Recipients = nil
 	if n > 0 {
@@ -142,8 +152,8 @@ func decodeRecord(p []byte, r *Record) error {
 			r.Recipients[i] = u32()
 		}
 	}
-	if r.Kind < KindCampaign || r.Kind > KindRefund {
-		return errCorrupt
+	if r.Kind < KindCampaign || r.Kind > lastKind {
+		return errBadRecord
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"container/heap"
 	"fmt"
 	"maps"
 	"slices"
@@ -26,21 +27,26 @@ type Packet struct {
 
 // Campaign is a shake campaign's durable progress.
 type Campaign struct {
-	ID                   uint32
-	Count, Rate          uint32
-	Min, Max             uint32
-	Budget               uint64
-	Stopped              bool
-	Taken                uint32
-	AmountTaken          uint64
-	MinShare             uint64
-	grantedPackets       map[uint32]bool
-	duplicateShakePacket bool
+	ID          uint32
+	Count, Rate uint32
+	Min, Max    uint32
+	Budget      uint64
+	Stopped     bool
+	Taken       uint32
+	AmountTaken uint64
+	MinShare    uint64
 }
 
-// State is what replaying a ledger rebuilds: packets with who opened what,
-// campaigns' progress and users' balances, plus every invariant violation
-// seen on the way.
+// State is what replaying a ledger rebuilds: the live packets with who
+// opened what, campaigns' progress and users' balances, plus every
+// invariant violation seen on the way.
+//
+// A packet is closed, checked and dropped from Packets once nothing more
+// can happen to it: when its refund is recorded, or when every share is
+// granted and a later record is past its expiry. So replaying a long
+// ledger holds only the packets still live at its end (what a restarted
+// server rebuilds), and the ids of closed packets in bitsets, so that a
+// record that touches a closed packet is still flagged.
 type State struct {
 	Packets   map[uint32]*Packet
 	Campaigns map[uint32]*Campaign
@@ -55,7 +61,19 @@ type State struct {
 	ByKind                                 map[Kind]uint64
 	// GrantedTotal sums every grant (shares and shake packets), cents.
 	GrantedTotal uint64
-	violations   []string
+	// Group packets over the whole ledger, closed ones included: how many
+	// were funded and closed, and the cents funded, granted in shares and
+	// refunded. FundedAmount = SharesGranted + Refunded + the remaining
+	// amount of the packets still in Packets.
+	Funded, Closed                        uint64
+	FundedAmount, SharesGranted, Refunded uint64
+
+	violations []string
+	refunded   idSet       // closed by their refund
+	finished   idSet       // closed with every share granted, past expiry
+	shakes     idSet       // shake packets granted
+	full       expiryQueue // packets with every share granted, by expiry
+	now        int64       // the latest record time seen, Unix ms
 }
 
 // NewState returns an empty state.
@@ -83,14 +101,17 @@ func (s *State) balance(r *Record, delta int64) {
 func (s *State) Apply(r *Record) {
 	s.Records++
 	s.ByKind[r.Kind]++
+	if r.Time > s.now {
+		s.now = r.Time
+		s.closeFinished()
+	}
 	switch r.Kind {
 	case KindCampaign:
 		if _, dup := s.Campaigns[r.Campaign]; dup {
 			s.violate("campaign %d started twice", r.Campaign)
 			return
 		}
-		s.Campaigns[r.Campaign] = &Campaign{ID: r.Campaign, Count: r.Count, Rate: r.Rate, Min: r.Min, Max: r.Max,
-			Budget: r.Budget, grantedPackets: map[uint32]bool{}}
+		s.Campaigns[r.Campaign] = &Campaign{ID: r.Campaign, Count: r.Count, Rate: r.Rate, Min: r.Min, Max: r.Max, Budget: r.Budget}
 		s.MaxCampaign = max(s.MaxCampaign, r.Campaign)
 	case KindCampaignStop:
 		if c := s.Campaigns[r.Campaign]; c != nil {
@@ -108,16 +129,15 @@ func (s *State) Apply(r *Record) {
 		if r.Amount < 1 {
 			s.violate("shake packet %d of campaign %d granted %d cents (below 1 cent)", r.Packet, r.Campaign, r.Amount)
 		}
-		if c.grantedPackets[r.Packet] {
+		if !s.shakes.add(r.Packet) {
 			s.violate("shake packet %d of campaign %d granted twice", r.Packet, r.Campaign)
 		}
-		c.grantedPackets[r.Packet] = true
 		c.Taken++
 		c.AmountTaken += r.Amount
 		s.GrantedTotal += r.Amount
 		s.balance(r, int64(r.Amount))
 	case KindFunded:
-		if _, dup := s.Packets[r.Packet]; dup {
+		if _, dup := s.Packets[r.Packet]; dup || s.refunded.has(r.Packet) || s.finished.has(r.Packet) {
 			s.violate("packet %d funded twice", r.Packet)
 			return
 		}
@@ -128,11 +148,23 @@ func (s *State) Apply(r *Record) {
 		}
 		s.Packets[r.Packet] = p
 		s.MaxPacket = max(s.MaxPacket, r.Packet)
+		s.Funded++
+		s.FundedAmount += r.Amount
 		s.balance(r, -int64(r.Amount))
 	case KindGrant:
 		p := s.Packets[r.Packet]
-		if p == nil {
+		if p == nil && !s.refunded.has(r.Packet) && !s.finished.has(r.Packet) {
 			s.violate("share of unknown packet %d granted to user %d", r.Packet, r.User)
+			return
+		}
+		s.GrantedTotal += r.Amount
+		s.balance(r, int64(r.Amount))
+		switch {
+		case p == nil && s.refunded.has(r.Packet):
+			s.violate("packet %d: share granted to user %d after its refund", r.Packet, r.User)
+			return
+		case p == nil:
+			s.violate("packet %d: share granted to user %d after every share was granted and it expired", r.Packet, r.User)
 			return
 		}
 		if _, twice := p.Opened[r.User]; twice {
@@ -144,15 +176,32 @@ func (s *State) Apply(r *Record) {
 		if p.Expired {
 			s.violate("packet %d: share granted to user %d after its refund", r.Packet, r.User)
 		}
+		// The server answers "expired" from the packet's expiry on, with
+		// the grant stamped by the same clock reading.
+		if p.Expiry > 0 && r.Time >= p.Expiry {
+			s.violate("packet %d: share granted to user %d at %d ms, after its expiry at %d ms", r.Packet, r.User, r.Time, p.Expiry)
+		}
 		p.Opened[r.User] += r.Amount
 		p.Granted += r.Amount
+		s.SharesGranted += r.Amount
 		p.Remaining, p.SharesLeft = r.Remaining, r.SharesLeft
-		s.GrantedTotal += r.Amount
-		s.balance(r, int64(r.Amount))
+		if p.SharesLeft == 0 && p.Remaining == 0 {
+			heap.Push(&s.full, expiring{p.Expiry, p.ID})
+			s.closeFinished()
+		}
 	case KindRefund:
 		p := s.Packets[r.Packet]
-		if p == nil {
+		if p == nil && !s.refunded.has(r.Packet) && !s.finished.has(r.Packet) {
 			s.violate("refund of unknown packet %d", r.Packet)
+			return
+		}
+		s.balance(r, int64(r.Amount))
+		switch {
+		case p == nil && s.refunded.has(r.Packet):
+			s.violate("packet %d refunded twice", r.Packet)
+			return
+		case p == nil:
+			s.violate("packet %d refunded %d cents after every share was granted", r.Packet, r.Amount)
 			return
 		}
 		if p.Expired {
@@ -163,28 +212,64 @@ func (s *State) Apply(r *Record) {
 		}
 		p.Expired = true
 		p.Refunded += r.Amount
+		s.Refunded += r.Amount
 		p.Remaining, p.SharesLeft = r.Remaining, r.SharesLeft
-		s.balance(r, int64(r.Amount))
+		s.close(p, &s.refunded)
 	}
 }
 
+// closeFinished closes the packets with every share granted whose expiry
+// the ledger's time has passed.
+func (s *State) closeFinished() {
+	for len(s.full) > 0 && s.full[0].expiry <= s.now {
+		e := heap.Pop(&s.full).(expiring)
+		if p := s.Packets[e.id]; p != nil && !p.Expired && p.SharesLeft == 0 && p.Remaining == 0 {
+			s.close(p, &s.finished)
+		}
+	}
+}
+
+// close checks a packet's invariants for the last time and drops it,
+// remembering its id in set.
+func (s *State) close(p *Packet, set *idSet) {
+	for _, v := range packetViolations(p) {
+		s.violate("%s", v)
+	}
+	delete(s.Packets, p.ID)
+	set.add(p.ID)
+	s.Closed++
+}
+
+// packetViolations checks one packet's invariants.
+func packetViolations(p *Packet) []string {
+	var out []string
+	if p.Total != p.Granted+p.Refunded+p.Remaining {
+		out = append(out, fmt.Sprintf("packet %d: funded %d differs from granted %d + refunded %d + remaining %d",
+			p.ID, p.Total, p.Granted, p.Refunded, p.Remaining))
+	}
+	if int(p.Shares) != len(p.Opened)+int(p.SharesLeft) && !p.Expired {
+		out = append(out, fmt.Sprintf("packet %d: %d shares differ from %d opened + %d left", p.ID, p.Shares, len(p.Opened), p.SharesLeft))
+	}
+	if len(p.Opened) > int(p.Shares) {
+		out = append(out, fmt.Sprintf("packet %d: opened by %d users, more than its %d shares", p.ID, len(p.Opened), p.Shares))
+	}
+	return out
+}
+
 // Violations checks the invariants over the whole state and returns every
-// violation found, the ones seen while replaying first. Empty means the
-// ledger is consistent.
+// violation found, the ones seen while replaying (closed packets
+// included) first. Empty means the ledger is consistent.
 func (s *State) Violations() []string {
 	out := append([]string(nil), s.violations...)
+	var remaining uint64
 	for _, id := range slices.Sorted(maps.Keys(s.Packets)) {
 		p := s.Packets[id]
-		if p.Total != p.Granted+p.Refunded+p.Remaining {
-			out = append(out, fmt.Sprintf("packet %d: funded %d differs from granted %d + refunded %d + remaining %d",
-				id, p.Total, p.Granted, p.Refunded, p.Remaining))
-		}
-		if int(p.Shares) != len(p.Opened)+int(p.SharesLeft) && !p.Expired {
-			out = append(out, fmt.Sprintf("packet %d: %d shares differ from %d opened + %d left", id, p.Shares, len(p.Opened), p.SharesLeft))
-		}
-		if len(p.Opened) > int(p.Shares) {
-			out = append(out, fmt.Sprintf("packet %d: opened by %d users, more than its %d shares", id, len(p.Opened), p.Shares))
-		}
+		remaining += p.Remaining
+		out = append(out, packetViolations(p)...)
+	}
+	if s.FundedAmount != s.SharesGranted+s.Refunded+remaining {
+		out = append(out, fmt.Sprintf("group packets: funded %d cents differ from granted %d + refunded %d + remaining %d",
+			s.FundedAmount, s.SharesGranted, s.Refunded, remaining))
 	}
 	for _, id := range slices.Sorted(maps.Keys(s.Campaigns)) {
 		c := s.Campaigns[id]
@@ -212,4 +297,51 @@ func (s *State) Violations() []string {
 		}
 	}
 	return out
+}
+
+// idSet is a set of ids, sparse in blocks of 65,536: ids are handed out in
+// sequence, so a million of them cost about 128 KiB.
+type idSet map[uint32]*[1024]uint64
+
+// add inserts id and reports whether it was new.
+func (s *idSet) add(id uint32) bool {
+	if *s == nil {
+		*s = idSet{}
+	}
+	b := (*s)[id>>16]
+	if b == nil {
+		b = new([1024]uint64)
+		(*s)[id>>16] = b
+	}
+	w, bit := (id&0xffff)>>6, uint64(1)<<(id&63)
+	if b[w]&bit != 0 {
+		return false
+	}
+	b[w] |= bit
+	return true
+}
+
+func (s idSet) has(id uint32) bool {
+	b := s[id>>16]
+	return b != nil && b[(id&0xffff)>>6]&(uint64(1)<<(id&63)) != 0
+}
+
+// expiring is a packet id with its expiry, in expiryQueue.
+type expiring struct {
+	expiry int64
+	id     uint32
+}
+
+// expiryQueue is a min-heap of packets by expiry (container/heap).
+type expiryQueue []expiring
+
+func (q expiryQueue) Len() int           { return len(q) }
+func (q expiryQueue) Less(i, j int) bool { return q[i].expiry < q[j].expiry }
+func (q expiryQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *expiryQueue) Push(x any)        { *q = append(*q, x.(expiring)) }
+func (q *expiryQueue) Pop() any {
+	old := *q
+	x := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return x
 }

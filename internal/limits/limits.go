@@ -15,8 +15,10 @@ import (
 var ErrTooFewFiles = errors.New("not enough open files")
 
 // Spare is the number of descriptors kept for everything but connections
-// (listeners, logs, the runtime's own).
-const Spare = 64
+// (listeners, logs, the runtime's own). It covers the server's reserve
+// (96 + 3 per event loop, the default of --max-conns is the limit less
+// that), so that a user count that passes this check is not shed.
+const Spare = 128
 
 // RaiseFiles lifts the soft open-file limit to the hard one and returns the
 // resulting soft limit.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+
+	"hongbao/internal/adminauth"
 )
 
 // adminHandler serves the control endpoints:
@@ -12,6 +14,9 @@ import (
 //	GET|POST /qps?qps=Q  set the global rate (the classic client's endpoint)
 //	GET /api/stats       live Snapshot as JSON
 //	GET /healthz         "ok"
+//
+// /qps and pprof need the admin token (Options.AdminToken); health,
+// metrics and stats are open.
 func (c *Client) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	c.mountObservability(mux) // /metrics, /debug/pprof (observe.go)
@@ -26,7 +31,29 @@ func (c *Client) adminHandler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintln(w, "ok")
 	})
-	return mux
+	if c.o.AdminAuthOff {
+		return mux
+	}
+	return adminauth.Wrap(mux, c.o.AdminToken, "/healthz", "/metrics", "/api/stats")
+}
+
+// checkAdmin validates the admin token options.
+func checkAdmin(o *Options) error {
+	switch {
+	case o.Admin == "":
+		return nil
+	case o.AdminAuthOff:
+		if err := adminauth.CheckOff(o.Admin); err != nil {
+			return fmt.Errorf("%w: %w", ErrOptions, err)
+		}
+	case o.AdminToken == "":
+		return fmt.Errorf("%w: an admin token is required with an admin listener (or admin auth off on a loopback address)", ErrOptions)
+	default:
+		if err := adminauth.Check(o.AdminToken); err != nil {
+			return fmt.Errorf("%w: %w", ErrOptions, err)
+		}
+	}
+	return nil
 }
 
 // handleQPS sets the rate from the qps parameter (query string or form

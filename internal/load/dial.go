@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"hongbao/internal/auth"
+	"hongbao/internal/pace"
 	"hongbao/internal/proto"
 )
 
@@ -239,30 +240,22 @@ func (c *Client) feed(ctx context.Context) {
 	}
 }
 
-// pacer spaces events at a rate per second, letting at most 10 ms of
-// credit build up after a pause.
+// pacer spaces the ramp's dials at a rate per second (pace.Pacer; the first
+// at once), keeping at most 10 ms of backlog after a pause, so a feeder
+// that waited on busy dialers sends no more than 10 ms's worth at once.
 type pacer struct {
-	interval time.Duration
-	next     time.Time
-	timer    *time.Timer
+	p     pace.Pacer
+	timer *time.Timer
 }
 
-func (p *pacer) init(rate int) {
-	if rate > 0 {
-		p.interval = time.Second / time.Duration(rate)
-		p.next = time.Now()
-	}
-}
+func (p *pacer) init(rate int) { p.p = pace.Immediate(rate, 10*time.Millisecond, time.Now()) }
 
 // wait blocks until the next event may happen; false when ctx is done.
 func (p *pacer) wait(ctx context.Context) bool {
-	if p.interval == 0 {
+	if p.p.Due(time.Now()) > 0 {
 		return ctx.Err() == nil
 	}
-	d := time.Until(p.next)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
+	d := time.Until(p.p.Next())
 	if p.timer == nil {
 		p.timer = time.NewTimer(d)
 	} else {
@@ -278,13 +271,4 @@ func (p *pacer) wait(ctx context.Context) bool {
 }
 
 // took accounts for one event.
-func (p *pacer) took() {
-	if p.interval == 0 {
-		return
-	}
-	now := time.Now()
-	if floor := now.Add(-10 * time.Millisecond); p.next.Before(floor) {
-		p.next = floor
-	}
-	p.next = p.next.Add(p.interval)
-}
+func (p *pacer) took() { p.p.Take(1) }

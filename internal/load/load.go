@@ -31,6 +31,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/panjf2000/gnet/v2"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/limits"
 	"hongbao/internal/nodes"
 	"hongbao/internal/procstat"
@@ -60,6 +61,11 @@ type Options struct {
 	Log      io.Writer     // one line per second (nil = none)
 	Monitor  string        // push a sample every second to this `hongbao monitor` ("" = none)
 	Name     string        // this process's name at the monitor (default "load-FROM-TO")
+	// AdminToken is the bearer token /qps and pprof require (package
+	// adminauth); required with Admin unless AdminAuthOff, which is allowed
+	// only on a loopback Admin.
+	AdminToken   string
+	AdminAuthOff bool
 	// OnSummary, if set, gets the summary when the load is over, before the
 	// connections are closed (Run returns it too, after closing them).
 	OnSummary func(*Summary)
@@ -189,6 +195,9 @@ func New(o Options) (*Client, error) {
 	if !o.Classic && len(o.Secret) == 0 {
 		return nil, fmt.Errorf("%w: a token secret is needed unless Classic", ErrOptions)
 	}
+	if err := checkAdmin(&o); err != nil {
+		return nil, err
+	}
 	plan, err := schedule.New(uint32(o.Total))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
@@ -277,6 +286,7 @@ func New(o Options) (*Client, error) {
 		}
 		c.adminLn = ln
 		c.adminSrv = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		adminauth.WarnExposed(c.log, "load client admin", c.AdminAddr(), "/healthz, /metrics and /api/stats to anyone; /qps (the run's rate) and pprof to holders of the admin token")
 	}
 	return c, nil
 }

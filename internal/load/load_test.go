@@ -283,8 +283,9 @@ func TestAdminSetQPS(t *testing.T) {
 	t.Parallel()
 	const users = 200
 	srv := startServer(t, nil)
+	const adminToken = "load-test-admin-token"
 	c := newClient(t, Options{Addr: srv.addr(), Total: users, QPS: 50, Duration: 3 * time.Second,
-		Admin: "127.0.0.1:0"})
+		Admin: "127.0.0.1:0", AdminToken: adminToken})
 	if c.AdminAddr() == "" {
 		t.Fatal("no admin address")
 	}
@@ -292,8 +293,11 @@ func TestAdminSetQPS(t *testing.T) {
 	done := make(chan *Summary)
 	go func() { done <- run(t, c, nil) }()
 
-	get := func(method, path string) (int, string) {
+	getAs := func(token, method, path string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Errorf("%s %s: %v", method, path, err)
@@ -303,11 +307,27 @@ func TestAdminSetQPS(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	get := func(method, path string) (int, string) { return getAs(adminToken, method, path) }
 	for c.Stats().Phase != phaseLoad {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if code, body := get("GET", "/healthz"); code != 200 || strings.TrimSpace(body) != "ok" {
 		t.Errorf("healthz: %d %q", code, body)
+	}
+	// Changing the rate, even reading it, and pprof need the token;
+	// health and stats do not.
+	for _, tok := range []string{"", "wrong-admin-token-0123"} {
+		for _, r := range [][2]string{{"POST", "/qps?qps=1"}, {"GET", "/qps?qps=1"}, {"GET", "/qps"}, {"GET", "/debug/pprof/cmdline"}} {
+			if code, _ := getAs(tok, r[0], r[1]); code != http.StatusUnauthorized {
+				t.Errorf("%s %s with token %q: %d, want 401", r[0], r[1], tok, code)
+			}
+		}
+	}
+	if code, _ := getAs("", "GET", "/api/stats"); code != 200 {
+		t.Errorf("GET /api/stats without a token: %d, want 200", code)
+	}
+	if c.QPS() != 50 {
+		t.Fatalf("refused requests changed the rate to %d", c.QPS())
 	}
 	if code, _ := get("POST", "/qps?qps=-3"); code != http.StatusBadRequest {
 		t.Errorf("bad qps accepted: %d", code)

@@ -17,7 +17,7 @@ import (
 func TestClientMetrics(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, nil)
-	c := newClient(t, Options{Addr: srv.addr(), Total: 100, QPS: 200, Duration: 2 * time.Second, Admin: "127.0.0.1:0"})
+	c := newClient(t, Options{Addr: srv.addr(), Total: 100, QPS: 200, Duration: 2 * time.Second, Admin: "127.0.0.1:0", AdminToken: "load-test-admin-token"})
 	done := make(chan *Summary)
 	go func() { done <- run(t, c, nil) }()
 	for c.Stats().Phase != phaseLoad {

@@ -12,21 +12,28 @@ import (
 	"strconv"
 	"time"
 
+	"hongbao/internal/adminauth"
 	"hongbao/internal/sample"
 )
 
-// web is the dashboard: index.html, dashboard.js, style.css and uPlot
-// (MIT, vendored from npm uplot 1.6.32; see web/uPlot.LICENSE). Nothing is
-// loaded from outside the binary.
+// web is the dashboard: index.html, dashboard.js, charts.js (shared with
+// `hongbao plot`'s report), style.css and uPlot (MIT, vendored from npm
+// uplot 1.6.32; see web/uPlot.LICENSE). Nothing is loaded from outside the
+// binary.
 //
 //go:embed web
 var web embed.FS
+
+// Asset is the file name of the dashboard's web directory (for the report
+// `hongbao plot` writes, which inlines uPlot, charts.js and the style).
+func Asset(name string) ([]byte, error) { return web.ReadFile("web/" + name) }
 
 // Handler serves the push endpoint, the JSON API and the dashboard:
 //
 //	POST /api/push           NDJSON samples (package sample)
 //	GET  /api/series?since=T closed seconds after T, oldest first (&last=N: only the last N)
 //	GET  /api/latest         processes and the latest closed second
+//	GET  /api/charts         the charts the dashboard draws (Charts)
 //	GET  /                   the live dashboard
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -67,6 +74,9 @@ func (m *Monitor) Handler() http.Handler {
 	mux.HandleFunc("GET /api/latest", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, m.Status())
 	})
+	mux.HandleFunc("GET /api/charts", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, Charts)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	sub, _ := fs.Sub(web, "web")
 	mux.Handle("GET /", http.FileServerFS(sub))
@@ -99,6 +109,9 @@ func Listen(addr string, o Options) (*Running, error) {
 		return nil, fmt.Errorf("monitor listen %s: %w", addr, err)
 	}
 	r := &Running{Monitor: m, ln: ln, srv: &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}}
+	// The monitor holds no secret and changes nothing but its series, so
+	// its endpoints stay open; other hosts reaching them is worth a warning.
+	adminauth.WarnExposed(m.o.Logger, "monitor", r.Addr(), "the dashboard and the series to anyone, and POST "+sample.PushPath+" lets anyone add samples to the recorded series")
 	m.Start()
 	go func() { _ = r.srv.Serve(ln) }()
 	return r, nil

@@ -35,7 +35,7 @@ func startLive(t *testing.T, users, qps int, d time.Duration) *live {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mon.Stop() })
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Secret: secret, Sets: 8,
+	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: "monitor-live-test-admin-token", Secret: secret, Sets: 8,
 		Logger: quiet, Monitor: mon.Addr(), Loops: 1})
 	if err != nil {
 		t.Fatal(err)

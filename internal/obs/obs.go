@@ -9,6 +9,8 @@ package obs
 import (
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,11 +28,60 @@ func Mount(mux *http.ServeMux, cs ...prometheus.Collector) *prometheus.Registry 
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return reg
+}
+
+// cmdline is pprof's /debug/pprof/cmdline with the values of secret flags
+// replaced: the process's command line must not hand its secret to
+// whoever can read the admin listener.
+func cmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(strings.Join(RedactArgs(os.Args), "\x00")))
+}
+
+// Redacted replaces the value of a secret flag in RedactArgs.
+const Redacted = "REDACTED"
+
+// RedactArgs returns args with the value of every secret flag replaced by
+// Redacted. A flag is secret when its name contains "secret" or
+// "password" or ends in "token" (--secret, --admin-token); a name ending
+// in "-file" names a file, not a secret. The value is after '=' or, without
+// one, the next argument.
+func RedactArgs(args []string) []string {
+	out := make([]string, len(args))
+	copy(out, args)
+	for i := 1; i < len(out); i++ {
+		a := out[i]
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !secretFlag(strings.ToLower(name)) {
+			continue
+		}
+		if hasValue {
+			out[i] = a[:strings.Index(a, "=")+1] + Redacted
+		} else if i+1 < len(out) {
+			i++
+			out[i] = Redacted
+		}
+	}
+	return out
+}
+
+func secretFlag(name string) bool {
+	if strings.HasSuffix(name, "-file") {
+		return false
+	}
+	return strings.Contains(name, "secret") || strings.Contains(name, "password") || strings.HasSuffix(name, "token")
 }
 
 // Metric is one value a collector reports: a description, a type and a

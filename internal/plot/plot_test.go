@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"html"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,43 +65,71 @@ func recording(t *testing.T) string {
 	return path
 }
 
-func TestRenderWritesPNGsAndReport(t *testing.T) {
+// TestRenderWritesReport: report.html is one self-contained page: uPlot,
+// the shared chart script and the style inline, nothing loaded from
+// outside, every chart of monitor.Charts with its columns inline, and a
+// table of every series.
+func TestRenderWritesReport(t *testing.T) {
 	file := recording(t)
 	dir := filepath.Join(t.TempDir(), "out")
 	out, err := Render(file, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out.PNGs) != len(Charts) {
-		t.Fatalf("%d PNGs, want %d", len(out.PNGs), len(Charts))
+	if out.Report != filepath.Join(dir, "report.html") {
+		t.Fatalf("report at %s", out.Report)
 	}
-	for _, p := range out.PNGs {
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := png.Decode(f)
-		f.Close()
-		if err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 200 {
-			t.Errorf("%s is %v", p, b)
-		}
-		if st, _ := os.Stat(p); st.Size() < 5000 {
-			t.Errorf("%s is only %d bytes", p, st.Size())
-		}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%d files in the output directory, want report.html alone", len(ents))
 	}
 	rep, err := os.ReadFile(out.Report)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := html.UnescapeString(string(rep))
-	if n := strings.Count(r, `src="data:image/png;base64,`); n != len(Charts) {
-		t.Errorf("report embeds %d PNGs, want %d", n, len(Charts))
+	for _, bad := range []string{`src="`, `href="`, "http://", "https://cdn"} {
+		if strings.Contains(r, bad) {
+			t.Errorf("report loads something from outside: it has %q", bad)
+		}
 	}
-	if strings.Contains(r, `src="http`) {
-		t.Error("report loads something from outside")
+	for _, name := range []string{"uPlot.iife.min.js", "charts.js", "uPlot.min.css"} {
+		b, _ := monitor.Asset(name)
+		if len(b) < 100 || !strings.Contains(string(rep), string(b[:100])) {
+			t.Errorf("%s is not inline", name)
+		}
+	}
+	// The columns: every chart, each line with one value per second.
+	i := strings.Index(string(rep), "const report = ")
+	if i < 0 {
+		t.Fatal("no inline data")
+	}
+	var data struct {
+		T      []int64
+		Phase  []string
+		Charts []struct {
+			ID     string
+			Lines  []string
+			Values [][]*float64
+		}
+	}
+	if err := json.NewDecoder(strings.NewReader(string(rep[i+len("const report = "):]))).Decode(&data); err != nil {
+		t.Fatalf("inline data: %v", err)
+	}
+	if len(data.T) != 30 || len(data.Phase) != 30 || data.Phase[0] != "ramp" || data.Phase[29] != "drain" {
+		t.Errorf("inline seconds %v phases %v", data.T, data.Phase)
+	}
+	if len(data.Charts) != len(monitor.Charts) {
+		t.Fatalf("%d charts inline, want %d", len(data.Charts), len(monitor.Charts))
+	}
+	for k, c := range data.Charts {
+		if c.ID != monitor.Charts[k].ID || len(c.Lines) == 0 || len(c.Lines) != len(c.Values) {
+			t.Errorf("chart %d: %s with %d lines, %d columns", k, c.ID, len(c.Lines), len(c.Values))
+		}
+		for j, col := range c.Values {
+			if len(col) != 30 {
+				t.Errorf("%s %s: %d values", c.ID, c.Lines[j], len(col))
+			}
+		}
 	}
 	secs, _ := monitor.ReadFile(file)
 	for _, s := range AllSeries(secs) {

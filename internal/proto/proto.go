@@ -107,6 +107,12 @@ const (
 	ResultBadRecipients uint32 = 27 // send: no recipients, too many, a bad id, or a duplicate
 	ResultTooFewCents   uint32 = 28 // send: less than the minimum share for every share
 	ResultLedgerFailed  uint32 = 29 // the ledger could not make the record durable
+	// send: the sender, or the server in all, holds as many live packets
+	// as allowed; a send succeeds again once one of them expires.
+	ResultTooManyPackets uint32 = 30
+	// send: over the sender's budget of recipients x packets per second;
+	// try again in the next second.
+	ResultRateLimited uint32 = 31
 )
 
 // Reason is why the server closed a connection, carried by CmdError.
@@ -132,6 +138,7 @@ const (
 	ReasonLoginTimeout   Reason = 15 // not logged in within the server's login timeout
 	ReasonFrameTimeout   Reason = 16 // an incomplete frame held longer than the server's frame timeout
 	ReasonIdleTimeout    Reason = 17 // logged in but silent longer than the server's idle timeout
+	ReasonOverLimit      Reason = 18 // the server holds all the connections it may (--max-conns or its open-file limit)
 )
 
 var reasonText = [...]string{
@@ -153,10 +160,11 @@ var reasonText = [...]string{
 	ReasonLoginTimeout:   "login timeout",
 	ReasonFrameTimeout:   "incomplete frame timeout",
 	ReasonIdleTimeout:    "idle timeout",
+	ReasonOverLimit:      "server full",
 }
 
 // NumReasons is one past the highest Reason: reasons are dense from 0.
-const NumReasons = 18
+const NumReasons = 19
 
 var reasonName = [NumReasons]string{
 	ReasonNone:           "none",
@@ -177,6 +185,7 @@ var reasonName = [NumReasons]string{
 	ReasonLoginTimeout:   "login_timeout",
 	ReasonFrameTimeout:   "frame_timeout",
 	ReasonIdleTimeout:    "idle_timeout",
+	ReasonOverLimit:      "over_limit",
 }
 
 // Name is the reason's short snake_case name, for metric labels and

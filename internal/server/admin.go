@@ -14,8 +14,8 @@ func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	s.mountObservability(mux) // /metrics, /debug/pprof (observe.go)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if s.draining.Load() {
-			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		if err := s.Health(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -108,13 +108,13 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]int64{"balance": s.groups.Balance(uint32(u))})
 	})
-	return mux
+	return s.guardAdmin(mux)
 }
 
 func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {
 	info, err := s.StartGenerator(spec)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, startStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, info)
@@ -123,10 +123,19 @@ func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {
 func (s *Server) startCampaign(w http.ResponseWriter, spec CampaignSpec) {
 	info, err := s.StartCampaign(spec)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, startStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, info)
+}
+
+// startStatus is the HTTP status of a refused campaign or generator: 429
+// when as many run as allowed (it may start once one ends), 400 otherwise.
+func startStatus(err error) int {
+	if errors.Is(err, ErrTooManyCampaigns) {
+		return http.StatusTooManyRequests
+	}
+	return http.StatusBadRequest
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

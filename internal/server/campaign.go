@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"hongbao/internal/ledger"
+	"hongbao/internal/pace"
 	"hongbao/internal/split"
 )
 
@@ -31,6 +32,21 @@ var ErrBadCampaign = errors.New("bad campaign")
 
 // ErrNoCampaign is returned for an unknown campaign id.
 var ErrNoCampaign = errors.New("no such campaign")
+
+// ErrTooManyCampaigns is returned when as many campaigns (or generators)
+// run as the server allows (Options.MaxCampaigns).
+var ErrTooManyCampaigns = errors.New("too many running")
+
+// checkLimits refuses a campaign or generator over the server's limits.
+func checkLimits(o *Options, count, rate uint32) error {
+	switch {
+	case count > o.MaxCampaignCount:
+		return fmt.Errorf("%w: count %d above the limit of %d packets", ErrBadCampaign, count, o.MaxCampaignCount)
+	case rate > o.MaxCampaignRate:
+		return fmt.Errorf("%w: rate %d above the limit of %d packets/s", ErrBadCampaign, rate, o.MaxCampaignRate)
+	}
+	return nil
+}
 
 func (c CampaignSpec) validate() error {
 	switch {
@@ -68,6 +84,11 @@ type CampaignInfo struct {
 	Taken        uint64 `json:"taken"`
 	AmountIssued uint64 `json:"amount_issued"`
 	AmountTaken  uint64 `json:"amount_taken"`
+	// Released are the packets issued, not taken, and taken back out of
+	// the SETs when the campaign was stopped: never granted, so not in the
+	// ledger. Issued = Taken + Released + still waiting.
+	Released       uint32 `json:"released"`
+	AmountReleased uint64 `json:"amount_released"`
 }
 
 // campaign is a running shake campaign. The issuer goroutine owns the issue
@@ -80,8 +101,9 @@ type campaign struct {
 	state        string
 	issued       uint32
 	amountIssued uint64
-	anchor       time.Time // pacing origin
-	sinceAnchor  uint64    // packets issued since anchor
+	pace         pace.Pacer
+	released     uint32
+	amtReleased  uint64
 
 	taken       atomic.Uint64
 	amountTaken atomic.Uint64
@@ -96,6 +118,7 @@ type campaigns struct {
 	rng    *rand.Rand
 
 	led        *ledger.Log // nil without a ledger
+	opts       *Options
 	sets       []set
 	perSet     []uint64 // packets issued into each set, for proportional spreading
 	nextPacket atomic.Uint32
@@ -104,19 +127,35 @@ type campaigns struct {
 	// be issued; with started set, zero means "all taken".
 	outstanding atomic.Int64
 	started     atomic.Bool
+	// waiting counts packets issued into the sets and not yet taken or
+	// released; the issuer keeps it under opts.MaxWaiting.
+	waiting atomic.Int64
 }
 
-func newCampaigns(sets []set) *campaigns {
-	return &campaigns{sets: sets, perSet: make([]uint64, len(sets)), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+func newCampaigns(sets []set, o *Options) *campaigns {
+	return &campaigns{sets: sets, opts: o, perSet: make([]uint64, len(sets)), rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
 }
 
 func (cs *campaigns) start(spec CampaignSpec, now time.Time) (CampaignInfo, error) {
 	if err := spec.validate(); err != nil {
 		return CampaignInfo{}, err
 	}
+	if err := checkLimits(cs.opts, spec.Count, spec.Rate); err != nil {
+		return CampaignInfo{}, err
+	}
 	cs.mu.Lock()
+	running := 0
+	for _, c := range cs.list {
+		if c.state == StateRunning {
+			running++
+		}
+	}
+	if running >= cs.opts.MaxCampaigns {
+		cs.mu.Unlock()
+		return CampaignInfo{}, fmt.Errorf("%w: %d campaigns are running, the most allowed", ErrTooManyCampaigns, running)
+	}
 	cs.nextID++
-	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, anchor: now}
+	c := &campaign{id: cs.nextID, spec: spec, state: StateRunning, pace: pace.New(int(spec.Rate), maxLag, now)}
 	cs.list = append(cs.list, c)
 	cs.outstanding.Add(int64(spec.Count))
 	cs.started.Store(true)
@@ -148,7 +187,7 @@ func (cs *campaigns) restore(st *ledger.State, now time.Time) {
 	for _, id := range slices.Sorted(maps.Keys(st.Campaigns)) {
 		lc := st.Campaigns[id]
 		c := &campaign{id: id, spec: CampaignSpec{Count: lc.Count, Rate: lc.Rate, Min: lc.Min, Max: lc.Max, Budget: lc.Budget},
-			state: StateRunning, anchor: now, issued: min(lc.Taken, lc.Count), amountIssued: lc.AmountTaken}
+			state: StateRunning, pace: pace.New(int(lc.Rate), maxLag, now), issued: min(lc.Taken, lc.Count), amountIssued: lc.AmountTaken}
 		c.taken.Store(uint64(lc.Taken))
 		c.amountTaken.Store(lc.AmountTaken)
 		switch {
@@ -164,17 +203,33 @@ func (cs *campaigns) restore(st *ledger.State, now time.Time) {
 	}
 }
 
+// stop ends a running campaign: nothing more is issued, and its packets
+// waiting in the SETs are taken back out (released). They were never
+// granted, so the ledger has nothing of them and the audit is unchanged: a
+// stopped campaign's budget still covers granted + not granted. A campaign
+// that issued everything (done) is left as it is.
 func (cs *campaigns) stop(id uint32) (CampaignInfo, error) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	for _, c := range cs.list {
 		if c.id == id {
-			if c.state == StateRunning {
-				c.state = StateStopped
-				cs.outstanding.Add(-int64(c.spec.Count - c.issued))
-				if cs.led != nil {
-					cs.led.Append(&ledger.Record{Kind: ledger.KindCampaignStop, Time: time.Now().UnixMilli(), Campaign: id}, nil)
-				}
+			if c.state != StateRunning {
+				return c.info(), nil
+			}
+			cs.outstanding.Add(-int64(c.spec.Count - c.issued))
+			c.state = StateStopped
+			if cs.led != nil {
+				cs.led.Append(&ledger.Record{Kind: ledger.KindCampaignStop, Time: cs.opts.Now().UnixMilli(), Campaign: id}, nil)
+			}
+			for i := range cs.sets {
+				st := &cs.sets[i]
+				st.mu.Lock()
+				n, amount := st.queue.removeIf(func(p *packet) bool { return p.campaign == c })
+				st.mu.Unlock()
+				c.released += uint32(n)
+				c.amtReleased += amount
+				cs.waiting.Add(-int64(n))
+				cs.outstanding.Add(-int64(n))
 			}
 			return c.info(), nil
 		}
@@ -196,6 +251,7 @@ func (c *campaign) info() CampaignInfo {
 	return CampaignInfo{
 		ID: c.id, CampaignSpec: c.spec, State: c.state, Issued: c.issued,
 		Taken: c.taken.Load(), AmountIssued: c.amountIssued, AmountTaken: c.amountTaken.Load(),
+		Released: c.released, AmountReleased: c.amtReleased,
 	}
 }
 
@@ -204,28 +260,17 @@ func (cs *campaigns) allTaken() bool {
 	return cs.started.Load() && cs.outstanding.Load() <= 0
 }
 
-// The issuer wakes every half interval between packets, between minTick
-// and maxTick; pacing is computed from elapsed time, so the tick only sets
-// the granularity. One of fifty nodes issuing 4 packets a second wakes ten
-// times a second, not 200, and a server with no campaign running once a
-// second (the ticker's second boundary; a started campaign kicks it): on a
-// box running a hundred processes, wake-ups are what costs. A timer every
-// 100 ms cost an idle Go process about 50 context switches a second.
-const (
-	minTick = 5 * time.Millisecond
-	maxTick = 100 * time.Millisecond
-)
+// The issuer wakes at pace.Tick of the running campaigns' total rate (half
+// the interval between packets, within 5-100 ms), and once a second when
+// no campaign runs (the ticker's second boundary; a started campaign kicks
+// it).
+const minTick = pace.MinTick
 
-// tickFor is the issuer's period for packets due at rate per second.
-func tickFor(rate float64) time.Duration {
-	if rate <= 0 {
-		return time.Second
-	}
-	return min(max(time.Duration(float64(time.Second)/(2*rate)), minTick), maxTick)
-}
+func tickFor(rate float64) time.Duration { return pace.Tick(rate) }
 
-// maxLag bounds catch-up: if the issuer fell further behind than this (a
-// stall, a paused process), it re-anchors instead of bursting.
+// maxLag bounds catch-up: after a stall (a paused process, a full
+// MaxWaiting) a campaign issues at most maxLag's worth of its backlog, plus
+// the packet just due, and forgets the rest rather than burst it out.
 const maxLag = 50 * time.Millisecond
 
 // issue issues every packet due at now and returns the running
@@ -233,23 +278,20 @@ const maxLag = 50 * time.Millisecond
 func (cs *campaigns) issue(now time.Time) (rate float64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	room := int64(cs.opts.MaxWaiting) - cs.waiting.Load()
 	for _, c := range cs.list {
 		if c.state != StateRunning {
 			continue
 		}
 		rate += float64(c.spec.Rate)
-		elapsed := now.Sub(c.anchor)
-		due := uint64(elapsed.Seconds() * float64(c.spec.Rate))
-		// The packet just due is not a lag (at a low rate, one packet's
-		// interval alone exceeds maxLag): only the ones due before it are.
-		if lag := due - c.sinceAnchor; due > c.sinceAnchor+1 && time.Duration(float64(lag-1)/float64(c.spec.Rate)*float64(time.Second)) > maxLag {
-			// Fell behind: forget the backlog rather than burst it out.
-			c.anchor, c.sinceAnchor, due = now, 0, 0
-		}
-		for c.sinceAnchor < due && c.issued < c.spec.Count {
+		// At MaxWaiting the campaign falls behind; its pacer forgets what is
+		// more than maxLag late, so that is not burst out later.
+		n := min(c.pace.Due(now), int(c.spec.Count-c.issued), int(max(room, 0)))
+		for range n {
 			cs.issueOne(c)
-			c.sinceAnchor++
 		}
+		c.pace.Take(n)
+		room -= int64(n)
 		if c.issued == c.spec.Count {
 			c.state = StateDone
 		}
@@ -267,6 +309,7 @@ func (cs *campaigns) issueOne(c *campaign) {
 	}
 	p := packet{id: cs.nextPacket.Add(1), amount: uint32(amount), campaign: c}
 	cs.sets[cs.pickSet()].put(p)
+	cs.waiting.Add(1)
 	c.issued++
 	c.amountIssued += amount
 }
@@ -307,4 +350,5 @@ func (cs *campaigns) taken(p packet) {
 	p.campaign.taken.Add(1)
 	p.campaign.amountTaken.Add(uint64(p.amount))
 	cs.outstanding.Add(-1)
+	cs.waiting.Add(-1)
 }

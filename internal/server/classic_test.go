@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -100,13 +99,8 @@ func TestClassicClient(t *testing.T) {
 	}
 
 	// The control endpoint starts issuing N packets at R per second.
-	resp, err := http.Get(fmt.Sprintf("http://%s/yaohongbao?qps=%d&sum=%d", s.AdminAddr(), 1000, packets))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("/yaohongbao: %s", resp.Status)
+	if code, b := httpDo(t, s, "GET", fmt.Sprintf("/yaohongbao?qps=%d&sum=%d", 1000, packets), ""); code/100 != 2 {
+		t.Fatalf("/yaohongbao: %d %s", code, b)
 	}
 
 	// Shake until all are taken: 14 with an amount for each packet, 15

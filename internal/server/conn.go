@@ -111,6 +111,10 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	l.counters.conns.Add(1)
 	ss := newSession(c, l)
 	c.SetContext(ss)
+	if why := s.admit(c.Fd()); why != proto.ReasonNone {
+		ss.why, ss.bye = why, true // closed now, before gnet accepts another (accept.go)
+		return proto.AppendError(nil, s.sec.Load(), why, 0), gnet.Close
+	}
 	ss.last = uint32(s.sec.Load())
 	due, _ := s.deadline(ss)
 	l.wheel.file(ss, due)
@@ -128,6 +132,9 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	if ss.set != nil {
 		ss.set.logout(ss)
+	}
+	if ss.why != proto.ReasonOverLimit { // a shed connection was never admitted
+		h.s.release()
 	}
 	ss.loop.wheel.drop(ss)
 	ss.mu.Lock()

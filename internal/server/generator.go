@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"hongbao/internal/ledger"
+	"hongbao/internal/pace"
 	"hongbao/internal/proto"
 )
 
@@ -74,6 +75,9 @@ func (s *Server) StartGenerator(spec GeneratorSpec) (GeneratorInfo, error) {
 	case spec.AmountMax < spec.AmountMin:
 		return GeneratorInfo{}, fmt.Errorf("%w: amount_min above amount_max", ErrBadCampaign)
 	}
+	if err := checkLimits(&s.opts, spec.Count, spec.Rate); err != nil {
+		return GeneratorInfo{}, err
+	}
 	probe := SendSpec{Total: spec.AmountMin, Shares: spec.Shares, Recipients: make([]uint32, spec.Recipients)}
 	for i := range probe.Recipients {
 		probe.Recipients[i] = spec.From + uint32(i)
@@ -87,6 +91,16 @@ func (s *Server) StartGenerator(spec GeneratorSpec) (GeneratorInfo, error) {
 	}
 	g := &generator{stop: make(chan struct{})}
 	s.gens.mu.Lock()
+	running := 0
+	for _, o := range s.gens.list {
+		if !o.done.Load() {
+			running++
+		}
+	}
+	if running >= s.opts.MaxCampaigns {
+		s.gens.mu.Unlock()
+		return GeneratorInfo{}, fmt.Errorf("%w: %d generators are running, the most allowed", ErrTooManyCampaigns, running)
+	}
 	g.info = GeneratorInfo{ID: uint32(len(s.gens.list) + 1), GeneratorSpec: spec}
 	s.gens.list = append(s.gens.list, g)
 	s.gens.mu.Unlock()
@@ -132,9 +146,12 @@ func (s *Server) runGenerator(g *generator) {
 	defer g.done.Store(true)
 	sp := g.info.GeneratorSpec
 	rng := rand.New(rand.NewPCG(rand.Uint64(), uint64(g.info.ID)))
-	t := time.NewTicker(tickFor(float64(sp.Rate)))
+	t := time.NewTicker(pace.Tick(float64(sp.Rate)))
 	defer t.Stop()
-	start := time.Now()
+	// Unlike a campaign's, the generator's backlog is kept whole (MaxLag
+	// 0): after a stall it catches up, so Count packets take Count/Rate
+	// seconds (the runner sizes Count to its phases).
+	p := pace.New(int(sp.Rate), 0, s.opts.Now())
 	var made uint32
 	for made < sp.Count {
 		select {
@@ -142,8 +159,9 @@ func (s *Server) runGenerator(g *generator) {
 			return
 		case <-t.C:
 		}
-		due := uint32(min(float64(sp.Count), time.Since(start).Seconds()*float64(sp.Rate)))
-		for ; made < due; made++ {
+		n := min(p.Due(s.opts.Now()), int(sp.Count-made))
+		p.Take(n)
+		for due := made + uint32(n); made < due; made++ {
 			to := make([]uint32, 0, sp.Recipients)
 			for len(to) < int(sp.Recipients) {
 				u := sp.From + uint32(rng.Uint64N(uint64(sp.To-sp.From)+1))
@@ -199,6 +217,7 @@ func (s *Server) Audit() (AuditReport, error) {
 	type livePacket struct {
 		remaining uint64
 		left      uint32
+		expiry    int64
 		opened    map[uint32]uint32
 	}
 	g := s.groups
@@ -209,16 +228,18 @@ func (s *Server) Audit() (AuditReport, error) {
 		err error
 	}
 	ch := make(chan mark, 1)
-	nowMs := s.opts.Now().UnixMilli()
 	for i := range g.shards {
 		g.shards[i].mu.Lock()
 	}
 	for i := range g.bals {
 		g.bals[i].mu.Lock()
 	}
+	// Read under the locks: every record before the mark was stamped before
+	// this, so a packet the replay closed as expired has expiry <= nowMs.
+	nowMs := s.opts.Now().UnixMilli()
 	for i := range g.shards {
 		for id, p := range g.shards[i].packets {
-			packets[id] = livePacket{p.remaining, p.left, maps.Clone(p.opened)}
+			packets[id] = livePacket{p.remaining, p.left, p.expiry, maps.Clone(p.opened)}
 		}
 	}
 	for i := range g.bals {
@@ -261,7 +282,10 @@ func (s *Server) Audit() (AuditReport, error) {
 		}
 		delete(packets, id)
 	}
-	for id := range packets {
+	for id, p := range packets {
+		if p.expiry <= nowMs && id <= st.MaxPacket {
+			continue // expired, not yet evicted; the replay closed it
+		}
 		diff = append(diff, fmt.Sprintf("packet %d is in the server but not in the ledger", id))
 	}
 	for u, b := range balances {
@@ -282,7 +306,7 @@ func (s *Server) Audit() (AuditReport, error) {
 
 // ReportOf summarises a replayed ledger and its violations.
 func ReportOf(st *ledger.State) AuditReport {
-	rep := AuditReport{Records: st.Records, ByKind: map[string]uint64{}, Packets: len(st.Packets), Campaigns: len(st.Campaigns),
+	rep := AuditReport{Records: st.Records, ByKind: map[string]uint64{}, Packets: int(st.Funded), Campaigns: len(st.Campaigns),
 		Users: len(st.Balances), Granted: st.GrantedTotal, Violations: st.Violations()}
 	for k, n := range st.ByKind {
 		rep.ByKind[k.String()] = n

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -23,14 +24,14 @@ type gpacket struct {
 	id, sender uint32
 	total      uint64
 	shares     uint32
-	expiry     int64    // Unix milliseconds
-	key        uint64   // the sender's idempotency key
-	first      []uint32 // recipients in the sender's order (first three for the classic push)
-	sorted     []uint32 // recipients sorted, for lookup
+	expiry     int64     // Unix milliseconds
+	key        uint64    // the sender's idempotency key
+	first3     [3]uint32 // the first three recipients in the sender's order, for the classic push
+	sorted     []uint32  // recipients sorted, for lookup and pushes (the ledger keeps the sender's order)
 
 	remaining uint64
 	left      uint32
-	opened    map[uint32]uint32 // user -> amount
+	opened    map[uint32]uint32 // user -> amount; nil until the first open
 	expired   bool
 }
 
@@ -44,7 +45,8 @@ func (p *gpacket) isRecipient(u uint32) bool {
 type gshard struct {
 	mu      sync.Mutex
 	packets map[uint32]*gpacket // live packets: expired ones are evicted
-	fifo    []*gpacket          // by expiry (the TTL is one for all, so creation order)
+	peak    int                 // the most packets held since the map was last rebuilt (shrunk)
+	fifo    pqueue              // by expiry (the TTL is one for all, so creation order)
 	// evictedUpTo is the highest id evicted from this shard: an unknown id
 	// at or below it is a packet that expired.
 	evictedUpTo uint32
@@ -57,11 +59,20 @@ type idemKey struct {
 	key    uint64
 }
 
-// idemShard maps a sender's idempotency keys to their packets.
+// idemShard holds, for the senders that map to it, their idempotency keys
+// (while the packet lives), their live packets, and the recipients they
+// sent to in the current second (the rate budget). Every map here is
+// bounded: keys and live counts by the live packets, the rate map by the
+// senders active in one second.
 type idemShard struct {
-	mu sync.Mutex
-	m  map[idemKey]uint32
-	_  [64]byte
+	mu       sync.Mutex
+	m        map[idemKey]uint32
+	mPeak    int
+	live     map[uint32]uint32 // sender -> live packets (absent: none)
+	livePeak int
+	rateSec  uint64            // the second rate counts
+	rate     map[uint32]uint32 // sender -> recipients sent to in rateSec
+	_        [64]byte
 }
 
 // balShard holds the balances of the users that map to it. Its lock is
@@ -81,10 +92,14 @@ type groups struct {
 	bals   []balShard
 	nextID atomic.Uint32
 
+	// live counts the packets in memory (not yet evicted), every sender's.
+	live atomic.Int64
+
 	// counters
 	sent, opens, grants, refunds atomic.Uint64
 	grantedAmount, refunded      atomic.Uint64
 	fundedAmount, pushes         atomic.Uint64
+	tooMany, rateLimited         atomic.Uint64 // sends refused by the limits
 }
 
 const groupShards = 64
@@ -95,6 +110,8 @@ func newGroups(s *Server) *groups {
 		g.shards[i].packets = map[uint32]*gpacket{}
 		g.shards[i].rng = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 		g.idem[i].m = map[idemKey]uint32{}
+		g.idem[i].live = map[uint32]uint32{}
+		g.idem[i].rate = map[uint32]uint32{}
 		g.bals[i].m = map[uint32]int64{}
 	}
 	return g
@@ -187,19 +204,28 @@ func (g *groups) send(sp SendSpec, done sendDone) {
 		})
 		return
 	}
+	if r := g.admit(is, &sp); r != proto.ResultOK {
+		is.mu.Unlock()
+		done(0, r)
+		return
+	}
 	id := g.nextID.Add(1)
 	is.m[k] = id
+	is.mPeak = max(is.mPeak, len(is.m))
 	p := &gpacket{id: id, sender: sp.Sender, total: uint64(sp.Total), shares: sp.Shares, key: sp.Key,
 		expiry: s.opts.Now().Add(s.opts.PacketTTL).UnixMilli(),
-		first:  slices.Clone(sp.Recipients), remaining: uint64(sp.Total), left: sp.Shares, opened: map[uint32]uint32{}}
-	p.sorted = slices.Clone(p.first)
+		sorted: slices.Clone(sp.Recipients), remaining: uint64(sp.Total), left: sp.Shares}
+	copy(p.first3[:], sp.Recipients)
 	slices.Sort(p.sorted)
 	sh := g.shard(id)
 	sh.mu.Lock()
 	sh.packets[id] = p
-	sh.fifo = append(sh.fifo, p)
+	sh.peak = max(sh.peak, len(sh.packets))
+	sh.fifo.push(p)
+	// The record keeps the recipients in the sender's order; sp.Recipients
+	// is this send's own slice, never changed after.
 	rec := ledger.Record{Kind: ledger.KindFunded, Time: s.opts.Now().UnixMilli(), Packet: id, Amount: p.total, Shares: p.shares,
-		Remaining: p.total, SharesLeft: p.shares, Expiry: p.expiry, Key: p.key, Recipients: p.first}
+		Remaining: p.total, SharesLeft: p.shares, Expiry: p.expiry, Key: p.key, Recipients: sp.Recipients}
 	fin := func(err error) {
 		if err != nil {
 			s.opts.Logger.Error("ledger: funding a packet", "packet", id, "err", err)
@@ -223,6 +249,115 @@ func (g *groups) send(sp SendSpec, done sendDone) {
 	is.mu.Unlock()
 }
 
+// admit checks a new send against the limits on live state and, if it
+// passes, counts it: the sender's recipients this second (the rate budget,
+// recipients x packets), the sender's live packets, and the live packets of
+// all. The system account (the generator, the operator's own) is bounded
+// by the total alone. is is sp.Sender's idem shard, locked.
+func (g *groups) admit(is *idemShard, sp *SendSpec) uint32 {
+	o := &g.s.opts
+	n := uint32(len(sp.Recipients))
+	if sp.Sender != SystemUser {
+		if sec := g.s.sec.Load(); sec != is.rateSec {
+			// Only this second's senders are kept: a map that grew in a
+			// busy second is replaced rather than kept at its peak.
+			if len(is.rate) > 1024 {
+				is.rate = make(map[uint32]uint32)
+			} else {
+				clear(is.rate)
+			}
+			is.rateSec = sec
+		}
+		if used := is.rate[sp.Sender]; uint64(used)+uint64(n) > uint64(o.MaxSenderRate) {
+			g.rateLimited.Add(1)
+			return proto.ResultRateLimited
+		}
+		if is.live[sp.Sender] >= uint32(o.MaxLivePerSender) {
+			g.tooMany.Add(1)
+			return proto.ResultTooManyPackets
+		}
+	}
+	if g.live.Add(1) > int64(o.MaxLivePackets) {
+		g.live.Add(-1)
+		g.tooMany.Add(1)
+		return proto.ResultTooManyPackets
+	}
+	if sp.Sender != SystemUser {
+		is.rate[sp.Sender] += n
+		is.live[sp.Sender]++
+		is.livePeak = max(is.livePeak, len(is.live))
+	}
+	return proto.ResultOK
+}
+
+// forget drops what is kept of an evicted packet outside its shard: its
+// idempotency key (a send with that key is a new packet from now on) and
+// its count in the live packets.
+func (g *groups) forget(sender uint32, key uint64, id uint32) {
+	is := g.idemOf(sender)
+	is.mu.Lock()
+	k := idemKey{sender, key}
+	if is.m[k] == id {
+		delete(is.m, k)
+		is.m = shrunk(is.m, &is.mPeak)
+	}
+	if sender != SystemUser {
+		if n := is.live[sender]; n > 1 {
+			is.live[sender] = n - 1
+		} else {
+			delete(is.live, sender)
+			is.live = shrunk(is.live, &is.livePeak)
+		}
+	}
+	is.mu.Unlock()
+	g.live.Add(-1)
+}
+
+// shrunk returns m, or, once it holds under a quarter of the most entries
+// it held (*peak, at least 1,024), a copy sized to what it holds: a Go map
+// keeps the room of deleted entries, so a map that drained after a peak
+// would otherwise hold its peak's memory for good.
+func shrunk[K comparable, V any](m map[K]V, peak *int) map[K]V {
+	if *peak < 1024 || len(m) >= *peak/4 {
+		return m
+	}
+	c := make(map[K]V, len(m))
+	maps.Copy(c, m)
+	*peak = len(c)
+	return c
+}
+
+// pqueue is a FIFO of packets. Popping advances head; the dead front is
+// dropped once it is half the slice, and the array is reallocated smaller
+// once it is mostly empty, so a queue that drained after a peak gives its
+// memory back.
+type pqueue struct {
+	buf  []*gpacket
+	head int
+}
+
+func (q *pqueue) push(p *gpacket)                  { q.buf = append(q.buf, p) }
+func (q *pqueue) len() int                         { return len(q.buf) - q.head }
+func (q *pqueue) at(i int) *gpacket                { return q.buf[q.head+i] }
+func (q *pqueue) sort(cmp func(a, b *gpacket) int) { slices.SortFunc(q.buf[q.head:], cmp) }
+
+// drop removes the first n packets.
+func (q *pqueue) drop(n int) {
+	clear(q.buf[q.head : q.head+n])
+	q.head += n
+	live := len(q.buf) - q.head
+	switch {
+	case cap(q.buf) > 64 && live < cap(q.buf)/4:
+		q.buf, q.head = append(make([]*gpacket, 0, 2*live), q.buf[q.head:]...), 0
+	case live == 0:
+		q.buf, q.head = q.buf[:0], 0
+	case q.head >= len(q.buf)/2:
+		copy(q.buf, q.buf[q.head:])
+		clear(q.buf[live:])
+		q.buf, q.head = q.buf[:live], 0
+	}
+}
+
 // barrier calls fn once everything queued to the ledger so far is durable
 // (at once without a ledger).
 func (g *groups) barrier(fn func(error)) {
@@ -238,11 +373,10 @@ func (g *groups) barrier(fn func(error)) {
 func (g *groups) push(p *gpacket) {
 	s := g.s
 	now := s.sec.Load()
-	var u3 [3]uint32
-	copy(u3[:], p.first)
+	u3 := p.first3
 	var classic, ours []byte
 	pushed := 0
-	for _, u := range p.first {
+	for _, u := range p.sorted {
 		st := &s.sets[int(u)%len(s.sets)]
 		st.mu.Lock()
 		ss := st.sessions[u]
@@ -317,6 +451,9 @@ func (g *groups) open(user, id uint32, later func(openResult) ledger.Done) openR
 	amount := split.Next(sh.rng, p.remaining, uint64(p.left))
 	p.remaining -= amount
 	p.left--
+	if p.opened == nil {
+		p.opened = make(map[uint32]uint32, min(p.shares, 8))
+	}
 	p.opened[user] = uint32(amount)
 	g.grants.Add(1)
 	g.grantedAmount.Add(amount)
@@ -338,8 +475,8 @@ func (g *groups) pending(user uint32, limit int) []uint32 {
 	for i := range g.shards {
 		sh := &g.shards[i]
 		sh.mu.Lock()
-		for j := len(sh.fifo) - 1; j >= 0 && len(out) < limit; j-- {
-			p := sh.fifo[j]
+		for j := sh.fifo.len() - 1; j >= 0 && len(out) < limit; j-- {
+			p := sh.fifo.at(j)
 			if p.expired || nowMs >= p.expiry {
 				break
 			}
@@ -356,19 +493,22 @@ func (g *groups) pending(user uint32, limit int) []uint32 {
 }
 
 // expire refunds every packet past its expiry, tells online senders, and
-// evicts the packet from memory (the ledger keeps it): an open of it is
-// answered "expired" from then on.
+// evicts the packet from memory (the ledger keeps it) with its idempotency
+// key: an open of it is answered "expired" from then on, and a send with
+// its key makes a new packet.
 func (g *groups) expire(now time.Time) {
 	s := g.s
 	nowMs := now.UnixMilli()
+	var gone []*gpacket
 	for i := range g.shards {
 		sh := &g.shards[i]
 		sh.mu.Lock()
 		n := 0
-		for n < len(sh.fifo) && sh.fifo[n].expiry <= nowMs {
-			p := sh.fifo[n]
+		for n < sh.fifo.len() && sh.fifo.at(n).expiry <= nowMs {
+			p := sh.fifo.at(n)
 			n++
 			delete(sh.packets, p.id)
+			gone = append(gone, p)
 			sh.evictedUpTo = max(sh.evictedUpTo, p.id)
 			if p.expired {
 				continue
@@ -404,36 +544,62 @@ func (g *groups) expire(now time.Time) {
 			}))
 		}
 		if n > 0 {
-			sh.fifo = slices.Delete(sh.fifo, 0, n)
+			sh.fifo.drop(n)
+			sh.packets = shrunk(sh.packets, &sh.peak)
 		}
 		sh.mu.Unlock()
+		// Outside the shard's lock: a send takes the idem lock first.
+		for _, p := range gone {
+			g.forget(p.sender, p.key, p.id)
+		}
+		clear(gone)
+		gone = gone[:0]
 	}
 }
 
-// restore rebuilds the packets and balances from a replayed ledger.
-func (g *groups) restore(st *ledger.State) {
+// restore rebuilds the live packets, their idempotency keys and the
+// balances from a replayed ledger. Closed packets are not in st; every id
+// up to st.MaxPacket that is not restored has expired. It sorts the
+// recipients of st's packets in place (st is not used after).
+func (g *groups) restore(st *ledger.State, now time.Time) {
 	g.nextID.Store(st.MaxPacket)
+	nowMs := now.UnixMilli()
+	for i := range g.shards {
+		g.shards[i].evictedUpTo = st.MaxPacket
+	}
 	for _, id := range slices.Sorted(maps.Keys(st.Packets)) {
 		lp := st.Packets[id]
+		if lp.Expired || (lp.Remaining == 0 && lp.Expiry <= nowMs) {
+			continue // refunded, or every share granted and expired: nothing left to do
+		}
 		p := &gpacket{id: id, sender: lp.Sender, total: lp.Total, shares: lp.Shares, expiry: lp.Expiry, key: lp.Key,
-			first: lp.Recipients, remaining: lp.Remaining, left: lp.SharesLeft, opened: make(map[uint32]uint32, len(lp.Opened)), expired: lp.Expired}
-		p.sorted = slices.Clone(p.first)
+			remaining: lp.Remaining, left: lp.SharesLeft, expired: lp.Expired}
+		copy(p.first3[:], lp.Recipients)
+		p.sorted = lp.Recipients
 		slices.Sort(p.sorted)
-		for u, a := range lp.Opened {
-			p.opened[u] = uint32(a)
+		if len(lp.Opened) > 0 {
+			p.opened = make(map[uint32]uint32, len(lp.Opened))
+			for u, a := range lp.Opened {
+				p.opened[u] = uint32(a)
+			}
 		}
 		sh := g.shard(id)
-		g.idemOf(p.sender).m[idemKey{p.sender, p.key}] = id
-		if p.expired { // refunded before: evicted
-			sh.evictedUpTo = max(sh.evictedUpTo, id)
-			continue
+		is := g.idemOf(p.sender)
+		is.m[idemKey{p.sender, p.key}] = id
+		if p.sender != SystemUser {
+			is.live[p.sender]++
 		}
+		g.live.Add(1)
 		sh.packets[id] = p
-		sh.fifo = append(sh.fifo, p)
+		sh.fifo.push(p)
 	}
 	for i := range g.shards {
 		sh := &g.shards[i]
-		slices.SortFunc(sh.fifo, func(a, b *gpacket) int { return int(a.expiry - b.expiry) })
+		sh.peak = len(sh.packets)
+		sh.fifo.sort(func(a, b *gpacket) int { return cmp.Compare(a.expiry, b.expiry) })
+	}
+	for i := range g.idem {
+		g.idem[i].mPeak, g.idem[i].livePeak = len(g.idem[i].m), len(g.idem[i].live)
 	}
 	for u, b := range st.Balances {
 		g.balanceOf(u).m[u] = b

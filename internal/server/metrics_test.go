@@ -1,7 +1,6 @@
 package server
 
 import (
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,13 +73,7 @@ func TestMetricsParseAsPrometheusText(t *testing.T) {
 		t.Errorf("values: shakes %v, online %v", shakes, fams["hongbao_users_online"].GetMetric()[0].GetGauge().GetValue())
 	}
 
-	r2, err := http.Get("http://" + s.AdminAddr() + "/debug/pprof/goroutine?debug=1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(r2.Body)
-	r2.Body.Close()
-	if r2.StatusCode != 200 || !strings.Contains(string(b), "goroutine profile") {
-		t.Errorf("/debug/pprof: %s %.100s", r2.Status, b)
+	if code, b := httpDo(t, s, "GET", "/debug/pprof/goroutine?debug=1", ""); code != 200 || !strings.Contains(string(b), "goroutine profile") {
+		t.Errorf("/debug/pprof: %d %.100s", code, b)
 	}
 }

@@ -161,6 +161,13 @@ func (s *Server) mountObservability(mux *http.ServeMux) {
 		obs.Counter("hongbao_group_shares_granted_cents_total", "Money granted in group packet shares, in cents.", grp(func(g GroupStats) uint64 { return g.GrantedAmount })),
 		obs.Counter("hongbao_group_refunds_total", "Expired group packets refunded to their senders.", grp(func(g GroupStats) uint64 { return g.Refunds })),
 		obs.Counter("hongbao_group_refunded_cents_total", "Money refunded from expired group packets, in cents.", grp(func(g GroupStats) uint64 { return g.Refunded })),
+		obs.Labelled("hongbao_group_sends_refused_total", "Group sends refused by the limits of live state, by result.", prometheus.CounterValue, []string{"result"},
+			func(emit func(float64, ...string)) {
+				g := s.groupStats()
+				emit(float64(g.TooMany), "too_many_packets")
+				emit(float64(g.RateLimited), "rate_limited")
+			}),
+		obs.Gauge("hongbao_group_packets_live", "Group packets in memory (sent, not yet expired).", func() float64 { return float64(s.groups.live.Load()) }),
 		obs.Counter("hongbao_group_pushes_total", "Group packet pushes queued to online recipients.", grp(func(g GroupStats) uint64 { return g.Pushes })),
 		obs.Counter("hongbao_monitor_samples_dropped_total", "Per-second samples dropped because the monitor was unreachable.", func() float64 {
 			if s.mon == nil {

@@ -16,6 +16,16 @@ type Options struct {
 	Listen string
 	// Admin is the admin HTTP address; "" disables it.
 	Admin string
+	// AdminToken is the bearer token that pprof and the state-changing and
+	// private admin endpoints require (package adminauth); required when
+	// Admin is set, unless AdminAuthOff.
+	AdminToken string
+	// AdminAuthOff serves every admin endpoint without a token; allowed
+	// only when Admin is a loopback address.
+	AdminAuthOff bool
+	// MaxTokenTTL refuses a login token whose expiry is further ahead than
+	// now + MaxTokenTTL (answered token_expired; default auth.DefaultMaxTTL).
+	MaxTokenTTL time.Duration
 	// Secret keys the HMAC of login tokens.
 	Secret []byte
 	// AllowClassic accepts the classic bare user-id login (no token).
@@ -54,6 +64,33 @@ type Options struct {
 	// counted in whole seconds (rounded up); 0 is the default, a negative
 	// value turns the deadline off.
 	LoginTimeout, FrameTimeout, IdleTimeout time.Duration
+	// Limits of live state (0: the defaults below). A send over them is
+	// refused with ResultTooManyPackets or ResultRateLimited and writes
+	// nothing; a campaign or generator over them is refused by the admin
+	// API with a 4xx.
+	//
+	// MaxLivePackets bounds the group packets in memory (sent and not yet
+	// expired), every sender's; MaxLivePerSender one user's (the system
+	// account of the generator is bounded by MaxLivePackets alone).
+	MaxLivePackets   int
+	MaxLivePerSender int
+	// MaxSenderRate is a user's budget of recipients per second: a send to
+	// n recipients uses n (it costs n pushes and n recipients of memory).
+	MaxSenderRate int
+	// MaxCampaigns bounds the campaigns running at once (and, apart, the
+	// generators running at once); MaxCampaignRate and MaxCampaignCount
+	// bound one campaign's (or generator's) rate and packets.
+	MaxCampaigns     int
+	MaxCampaignRate  uint32
+	MaxCampaignCount uint32
+	// MaxWaiting bounds the shake packets issued and waiting in the SETs,
+	// over all campaigns: at the bound the issuer waits for takes.
+	MaxWaiting int
+	// MaxConns is the most client connections held at once; more are
+	// closed at once with ReasonOverLimit. 0: what RLIMIT_NOFILE allows
+	// after the descriptors kept for the rest (see accept.go); a value above
+	// that is refused.
+	MaxConns int
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Monitor is the address of a `hongbao monitor` to push a sample to
@@ -82,6 +119,15 @@ const (
 	DefaultIdleTimeout  = 5 * time.Minute
 	// MaxTimeout bounds each deadline.
 	MaxTimeout = 24 * time.Hour
+	// A live 3-recipient packet costs about 300 B, a 500-recipient one
+	// about 2.5 KB (recipients, opened shares, map and queue entries).
+	DefaultMaxLivePackets   = 1_000_000
+	DefaultMaxLivePerSender = 1_000
+	DefaultMaxSenderRate    = 5_000 // recipients per second: ten packets to 500
+	DefaultMaxCampaigns     = 64
+	DefaultMaxCampaignRate  = 1_000_000
+	DefaultMaxCampaignCount = 1 << 30
+	DefaultMaxWaiting       = 1_000_000 // 16 B each in the SETs' queues
 )
 
 // ErrBadOptions wraps every validation failure of Options.
@@ -101,12 +147,22 @@ func (o *Options) setDefaults() error {
 	o.LoginTimeout = cmp.Or(o.LoginTimeout, DefaultLoginTimeout)
 	o.FrameTimeout = cmp.Or(o.FrameTimeout, DefaultFrameTimeout)
 	o.IdleTimeout = cmp.Or(o.IdleTimeout, DefaultIdleTimeout)
+	o.MaxLivePackets = cmp.Or(o.MaxLivePackets, DefaultMaxLivePackets)
+	o.MaxLivePerSender = cmp.Or(o.MaxLivePerSender, DefaultMaxLivePerSender)
+	o.MaxSenderRate = cmp.Or(o.MaxSenderRate, DefaultMaxSenderRate)
+	o.MaxCampaigns = cmp.Or(o.MaxCampaigns, DefaultMaxCampaigns)
+	o.MaxCampaignRate = cmp.Or(o.MaxCampaignRate, DefaultMaxCampaignRate)
+	o.MaxCampaignCount = cmp.Or(o.MaxCampaignCount, DefaultMaxCampaignCount)
+	o.MaxWaiting = cmp.Or(o.MaxWaiting, DefaultMaxWaiting)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
 	o.Name = cmp.Or(o.Name, "server")
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if err := o.checkAdmin(); err != nil {
+		return err
 	}
 	switch {
 	case len(o.Secret) == 0 && !o.AllowClassic:
@@ -129,6 +185,12 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: loops must not be negative", ErrBadOptions)
 	case o.LoginTimeout > MaxTimeout || o.FrameTimeout > MaxTimeout || o.IdleTimeout > MaxTimeout:
 		return fmt.Errorf("%w: login, frame and idle timeouts must be at most %v", ErrBadOptions, MaxTimeout)
+	case o.MaxLivePackets < 0 || o.MaxLivePackets > 1<<31-1 || o.MaxLivePerSender < 0 || o.MaxLivePerSender > 1<<31-1:
+		return fmt.Errorf("%w: max live packets (all %d, per sender %d) must be in 1..2147483647", ErrBadOptions, o.MaxLivePackets, o.MaxLivePerSender)
+	case o.MaxSenderRate < o.MaxRecipients || o.MaxSenderRate > 1<<31-1:
+		return fmt.Errorf("%w: max sender rate %d recipients/s is below max recipients %d (a packet to that many could never be sent)", ErrBadOptions, o.MaxSenderRate, o.MaxRecipients)
+	case o.MaxCampaigns < 0 || o.MaxWaiting < 0:
+		return fmt.Errorf("%w: max campaigns and max waiting must be positive", ErrBadOptions)
 	}
 	return nil
 }

@@ -68,6 +68,7 @@ func TestNonReadingRecipientIsClosedAndLosesNothing(t *testing.T) {
 				if ledger {
 					o.DataDir = t.TempDir()
 				}
+				o.MaxLivePerSender, o.MaxSenderRate = pushes, 1<<30 // one sender sends them all at once
 			})
 			slow := login(t, s, 2)
 			// Small socket buffers at both ends, so that the kernel holds

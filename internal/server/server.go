@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -49,7 +50,9 @@ type Server struct {
 	runErr   error
 	sec      atomic.Uint64 // coarse clock, Unix seconds, for frame stamps and admission
 	draining atomic.Bool
-	timeouts timeouts // the deadlines, in whole seconds
+	timeouts timeouts  // the deadlines, in whole seconds
+	fdLimit  int       // RLIMIT_NOFILE when the server was made
+	adm      admission // connections admitted at the open-file limit (accept.go)
 	rater    rater
 	mon      *monitorState // per-second samples to a monitor (observe.go)
 
@@ -99,8 +102,16 @@ func New(opts Options) (*Server, error) {
 		n = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	opts.Loops = n
+	fdLimit, err := openFileLimit()
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.setMaxConns(fdLimit); err != nil {
+		return nil, err
+	}
 	s := &Server{
 		opts:     opts,
+		fdLimit:  fdLimit,
 		sets:     make([]set, opts.Sets),
 		loopOf:   make(map[gnet.EventLoop]*loop, n),
 		booted:   make(chan struct{}),
@@ -113,7 +124,7 @@ func New(opts Options) (*Server, error) {
 		s.sets[i].sessions = make(map[uint32]*session)
 	}
 	s.h = &handler{s: s}
-	s.camps = newCampaigns(s.sets)
+	s.camps = newCampaigns(s.sets, &s.opts)
 	s.groups = newGroups(s)
 	if opts.DataDir != "" {
 		t0 := time.Now()
@@ -121,11 +132,18 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ledger: %w", err)
 		}
+		if t := led.TornTail(); t != nil {
+			opts.Logger.Warn("ledger: cut off a torn tail (an interrupted last write)", "file", led.Path(), "offset", t.Offset,
+				"bytes", t.Length, "reason", t.Reason, "kept_in", t.SideFile)
+		}
 		s.led, s.camps.led = led, led
-		s.groups.restore(st)
+		s.groups.restore(st, opts.Now())
 		s.camps.restore(st, opts.Now())
-		opts.Logger.Info("ledger recovered", "dir", opts.DataDir, "records", st.Records, "packets", len(st.Packets),
+		opts.Logger.Info("ledger recovered", "dir", opts.DataDir, "records", st.Records, "packets", st.Funded, "live", len(st.Packets),
 			"campaigns", len(st.Campaigns), "users", len(st.Balances), "took", time.Since(t0).Round(time.Millisecond))
+		// The replayed state is garbage now: give its memory back to the
+		// system rather than keep the replay's peak for the process's life.
+		debug.FreeOSMemory()
 	}
 	s.timeouts = timeouts{login: seconds(opts.LoginTimeout), frame: seconds(opts.FrameTimeout), idle: seconds(opts.IdleTimeout)}
 	start := uint32(opts.Now().Unix())
@@ -139,6 +157,7 @@ func New(opts Options) (*Server, error) {
 			if err != nil {
 				return nil, err
 			}
+			signer.SetMaxTTL(opts.MaxTokenTTL)
 			l.signer = signer
 		}
 		s.loops = append(s.loops, l)
@@ -156,18 +175,37 @@ func (s *Server) Start(ctx context.Context) error {
 			return fmt.Errorf("admin listen %s: %w", s.opts.Admin, err)
 		}
 		s.adminLn = ln
-		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		s.admin = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+		ln = newLimitListener(ln, maxAdminConns) // its descriptors come out of the reserve
 		go s.admin.Serve(ln)
+	}
+	listen, err := claimAddr(s.opts.Listen)
+	if err != nil {
+		s.closeAdmin()
+		if s.led != nil {
+			s.led.Close()
+		}
+		return fmt.Errorf("listen %s: %w", s.opts.Listen, err)
 	}
 	go func() {
 		defer close(s.runDone)
-		s.runErr = gnet.Run(s.h, "tcp://"+s.opts.Listen,
+		s.runErr = gnet.Run(s.h, "tcp://"+listen,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.opts.Loops),
+			gnet.WithReusePort(true), // each loop accepts and runs OnOpen in turn (accept.go)
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
 			gnet.WithLogger(gnetLogger{s.opts.Logger}),
 		)
+		select {
+		case <-s.booted:
+			if !s.draining.Load() {
+				// gnet.Run returns nil after an accept error too: its own ERROR lines say why.
+				s.opts.Logger.Error("the client listener stopped: the node accepts no connections until it is restarted",
+					"err", s.runErr, "open_file_limit", s.fdLimit)
+			}
+		default:
+		}
 	}()
 	select {
 	case <-s.booted:
@@ -181,6 +219,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	go s.ticker()
+	s.warnExposed()
 	s.opts.Logger.Info("server listening", "addr", s.addr, "admin", s.AdminAddr(), "sets", s.opts.Sets,
 		"loops", s.opts.Loops, "budget", s.opts.Budget, "classic", s.opts.AllowClassic)
 	return nil
@@ -209,8 +248,8 @@ func (s *Server) StartCampaign(spec CampaignSpec) (CampaignInfo, error) {
 	return info, err
 }
 
-// StopCampaign stops issuing a campaign's packets; those already waiting
-// in the SETs can still be taken.
+// StopCampaign stops a running campaign: it issues no more, and its
+// packets waiting in the SETs are released (never granted).
 func (s *Server) StopCampaign(id uint32) (CampaignInfo, error) { return s.camps.stop(id) }
 
 // Campaigns lists every campaign with its progress.

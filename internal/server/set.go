@@ -25,7 +25,8 @@ type packet struct {
 	campaign *campaign
 }
 
-// ring is a FIFO of packets that grows as needed and never shrinks.
+// ring is a FIFO of packets that grows as needed and shrinks once it is
+// mostly empty (after a stopped campaign's packets are released, say).
 type ring struct {
 	buf        []packet
 	head, size int
@@ -51,7 +52,44 @@ func (r *ring) pop() (packet, bool) {
 	r.buf[r.head] = packet{}
 	r.head = (r.head + 1) % len(r.buf)
 	r.size--
+	r.shrink()
 	return p, true
+}
+
+// shrink reallocates a ring of more than 64 slots that is at most a
+// quarter full to twice its size (amortised: it must lose half of that
+// again before the next).
+func (r *ring) shrink() {
+	if len(r.buf) <= 64 || r.size > len(r.buf)/4 {
+		return
+	}
+	n := make([]packet, max(16, 2*r.size))
+	for i := 0; i < r.size; i++ {
+		n[i] = r.buf[(r.head+i)%len(r.buf)]
+	}
+	r.buf, r.head = n, 0
+}
+
+// removeIf removes, keeping the order of the rest, every packet for which
+// drop is true, and returns how many and their amount.
+func (r *ring) removeIf(drop func(*packet) bool) (n int, amount uint64) {
+	kept := 0
+	for i := 0; i < r.size; i++ {
+		p := r.buf[(r.head+i)%len(r.buf)]
+		if drop(&p) {
+			n++
+			amount += uint64(p.amount)
+			continue
+		}
+		r.buf[(r.head+kept)%len(r.buf)] = p
+		kept++
+	}
+	for i := kept; i < r.size; i++ {
+		r.buf[(r.head+i)%len(r.buf)] = packet{}
+	}
+	r.size = kept
+	r.shrink()
+	return n, amount
 }
 
 // take hands the oldest waiting packet to a shaking user.

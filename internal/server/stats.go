@@ -102,6 +102,9 @@ type Totals struct {
 	GrantedAmount uint64 `json:"granted_amount"`
 	Accepted      uint64 `json:"accepted"`
 	Closed        uint64 `json:"closed"` // the sum of Disconnects
+	// Shed counts connections closed at once because the server was full
+	// (Disconnects' over_limit: --max-conns or the open-file limit).
+	Shed uint64 `json:"shed"`
 	// Commands counts requests by command (sample.ServerCommands order);
 	// Disconnects counts closed connections by reason
 	// (sample.DisconnectReasons order).
@@ -114,7 +117,7 @@ func (t Totals) sub(o Totals) Totals {
 		Requests: t.Requests - o.Requests, Shakes: t.Shakes - o.Shakes, Got: t.Got - o.Got,
 		None: t.None - o.None, AllTaken: t.AllTaken - o.AllTaken, Overloaded: t.Overloaded - o.Overloaded,
 		Logins: t.Logins - o.Logins, Errors: t.Errors - o.Errors, GrantedAmount: t.GrantedAmount - o.GrantedAmount,
-		Accepted: t.Accepted - o.Accepted, Closed: t.Closed - o.Closed,
+		Accepted: t.Accepted - o.Accepted, Closed: t.Closed - o.Closed, Shed: t.Shed - o.Shed,
 	}
 	for i := range d.Commands {
 		d.Commands[i] = t.Commands[i] - o.Commands[i]
@@ -129,6 +132,7 @@ func (t Totals) sub(o Totals) Totals {
 type Stats struct {
 	Time        int64          `json:"time"`
 	Connections int64          `json:"connections"`
+	MaxConns    int            `json:"max_conns"` // connections beyond it are shed
 	LoggedIn    int64          `json:"logged_in"`
 	Waiting     int            `json:"waiting_packets"`
 	Totals      Totals         `json:"totals"`
@@ -148,19 +152,25 @@ type GroupStats struct {
 	Refunds       uint64 `json:"refunds"`
 	Refunded      uint64 `json:"refunded_amount"`
 	Pushes        uint64 `json:"pushes"` // pushes queued to online recipients
+	// Sends refused by the limits of live state (results 30 and 31).
+	TooMany     uint64 `json:"too_many_packets"`
+	RateLimited uint64 `json:"rate_limited"`
+	Live        int64  `json:"live"` // packets in memory now (a gauge)
 }
 
 func (g GroupStats) sub(o GroupStats) GroupStats {
 	return GroupStats{Sent: g.Sent - o.Sent, FundedAmount: g.FundedAmount - o.FundedAmount, Opens: g.Opens - o.Opens,
 		Grants: g.Grants - o.Grants, GrantedAmount: g.GrantedAmount - o.GrantedAmount, Refunds: g.Refunds - o.Refunds,
-		Refunded: g.Refunded - o.Refunded, Pushes: g.Pushes - o.Pushes}
+		Refunded: g.Refunded - o.Refunded, Pushes: g.Pushes - o.Pushes, TooMany: g.TooMany - o.TooMany,
+		RateLimited: g.RateLimited - o.RateLimited, Live: g.Live}
 }
 
 // groupStats reads the group-packet counters.
 func (s *Server) groupStats() GroupStats {
 	g := s.groups
 	return GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
-		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load()}
+		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load(),
+		TooMany: g.tooMany.Load(), RateLimited: g.rateLimited.Load(), Live: g.live.Load()}
 }
 
 func (s *Server) totals() (t Totals, conns int64) {
@@ -186,6 +196,7 @@ func (s *Server) totals() (t Totals, conns int64) {
 		t.Accepted += uint64(c.opened.Load())
 		t.Closed += uint64(c.closed.Load())
 	}
+	t.Shed = t.Disconnects[disconnectIndex(proto.ReasonOverLimit, nil)]
 	return t, conns
 }
 
@@ -222,7 +233,7 @@ func (s *Server) Stats() Stats {
 	t, conns := s.totals()
 	online, waiting := s.occupancy()
 	st := Stats{
-		Time: s.opts.Now().Unix(), Connections: conns, LoggedIn: online, Waiting: waiting,
+		Time: s.opts.Now().Unix(), Connections: conns, MaxConns: s.opts.MaxConns, LoggedIn: online, Waiting: waiting,
 		Totals: t, Rates: s.rater.rates(), Campaigns: s.camps.infos(),
 		Groups: s.groupStats(),
 	}

@@ -20,10 +20,14 @@ import (
 
 var testSecret = []byte("test-secret")
 
+// testAdminToken is the admin token of the servers startServer starts;
+// httpDo sends it.
+const testAdminToken = "test-admin-token-0123456789"
+
 // startServer starts a real server on 127.0.0.1:0 and stops it with the test.
 func startServer(t testing.TB, mod func(*Options)) *Server {
 	t.Helper()
-	o := Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Secret: testSecret, Sets: 8,
+	o := Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", Secret: testSecret, Sets: 8, AdminToken: testAdminToken,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	if mod != nil {
 		mod(&o)
@@ -117,6 +121,7 @@ func httpDo(t testing.TB, s *Server, method, path, body string) (int, []byte) {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
 	cl := &http.Client{Timeout: 5 * time.Second}
 	resp, err := cl.Do(req)
 	if err != nil {
