@@ -396,9 +396,10 @@ func (g *groups) push(p *gpacket) {
 			}
 			f = ours
 		}
-		// The frame is only read by the loops' writes, never changed, so
-		// one buffer serves every recipient.
-		if ss.conn.AsyncWrite(f, nil) == nil {
+		// A push is a hint: one that is not queued (the recipient went
+		// away, or does not read and is being closed) leaves the packet
+		// listed and openable.
+		if ss.post(f, false) {
 			pushed++
 		}
 	}
@@ -528,7 +529,7 @@ func (g *groups) expire(now time.Time) {
 				ss := st.sessions[sender]
 				st.mu.Unlock()
 				if ss != nil && !ss.classic {
-					_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdRefund, s.sec.Load(), id, uint32(amount)), nil)
+					ss.post(proto.AppendFrame(nil, proto.CmdRefund, s.sec.Load(), id, uint32(amount)), false)
 				}
 			}
 			if s.led == nil {
@@ -619,8 +620,9 @@ func (d *durableReply) Durable(_ *ledger.Record, err error) {
 		d.ss.loop.counters.errors.Add(1)
 		putU32(d.frame[d.failOff:], d.failValue)
 	}
-	// Fails only when the engine stopped; the connection is gone then.
-	_ = d.ss.conn.AsyncWrite(d.frame, d.ss.resume)
+	// Not queued only when the connection is closed or closing (then the
+	// client learns the outcome by asking again: the record is durable).
+	d.ss.post(d.frame, true)
 }
 
 func putU32(b []byte, v uint32) {
