@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"hongbao/internal/load"
 )
@@ -45,6 +46,7 @@ func runLoad(ctx context.Context, args []string) error {
 		fs.IntVar(&o.QPS, "qps", 1000, "shakes per second over all processes; change live with GET /qps?qps=Q on --admin (with its admin token)")
 		fs.DurationVar(&o.Duration, "duration", 0, "run time after all users are connected (0: until interrupted)")
 		fs.DurationVar(&o.Timeout, "timeout", load.DefaultTimeout, "an unanswered request counts as a timeout after this")
+		fs.DurationVar(&o.PingIdle, "ping-idle", load.DefaultPingIdle, "ping a user's connection after this long without a request, below the server's --idle-timeout (0: never)")
 		fs.DurationVar(&o.Tick, "tick", 0, "send due requests this often; the wait counts in latency (0: auto, 1-8 ms by this process's rate)")
 		fs.DurationVar(&o.Linger, "linger", 0, "after sending, sleep this long so answers are read in one wake-up (0: auto, 600µs at most half the tick; negative: never)")
 	})
@@ -66,6 +68,12 @@ func runLoad(ctx context.Context, args []string) error {
 	}
 	if o.QPS < 0 || o.Ramp < 0 || o.Duration < 0 || o.Timeout < 0 || o.Tick < 0 {
 		return c.usageErr("--qps, --ramp, --duration, --timeout and --tick must not be negative")
+	}
+	switch {
+	case o.PingIdle == 0:
+		o.PingIdle = -1 // never (Options' zero is the default)
+	case o.PingIdle < time.Second || o.PingIdle > time.Hour:
+		return c.usageErr("--ping-idle must be 0 (never) or between 1s and 1h, got %v", o.PingIdle)
 	}
 	if from > 1<<32-1 || to > 1<<32-1 {
 		return c.usageErr("--from and --to must fit in 32 bits")

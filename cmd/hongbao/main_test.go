@@ -94,6 +94,11 @@ func TestBadFlagsExit2WithReason(t *testing.T) {
 		{[]string{"plot", "f.ndjson", "--bogus"}, nil, "flag provided but not defined"},
 		{[]string{"monitor", "--keep", "0"}, nil, "--keep must be positive"},
 		{[]string{"server", "--secret", "s", "--monitor"}, nil, "flag needs an argument"},
+		{[]string{"server", "--secret", "s", "--login-timeout", "-1s"}, nil, "--login-timeout must be 0 (off) or between 1s and"},
+		{[]string{"server", "--secret", "s", "--frame-timeout", "500ms"}, nil, "--frame-timeout must be 0 (off) or between 1s and"},
+		{[]string{"server", "--secret", "s"}, []string{"HONGBAO_IDLE_TIMEOUT=48h"}, "--idle-timeout must be 0 (off) or between 1s and"},
+		{[]string{"server", "--secret", "s", "--idle-timeout", "soon"}, nil, "invalid value"},
+		{[]string{"load", "--secret", "s", "--ping-idle", "10ms"}, nil, "--ping-idle must be 0 (never) or between 1s and 1h"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "_"), func(t *testing.T) {

@@ -45,6 +45,11 @@ func runServer(ctx context.Context, args []string) error {
 		fs.IntVar(&o.Loops, "loops", 0, "event loops (0: one per CPU but one)")
 		fs.IntVar(&o.MaxConns, "max-conns", 0, "most client connections held; more are closed at once as 'server full' (0: the open-file limit less a reserve)")
 	})
+	c.group("Deadlines (whole seconds; 0 turns one off)", func(fs *flag.FlagSet) {
+		fs.DurationVar(&o.LoginTimeout, "login-timeout", server.DefaultLoginTimeout, "close a connection not logged in this long after it opened")
+		fs.DurationVar(&o.FrameTimeout, "frame-timeout", server.DefaultFrameTimeout, "close a connection that holds an incomplete frame this long")
+		fs.DurationVar(&o.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a logged-in connection that sends nothing this long (clients ping before it)")
+	})
 	c.group("Login", func(fs *flag.FlagSet) {
 		secret.define(fs, "HMAC secret of login tokens (see 'hongbao token')")
 		fs.DurationVar(&o.MaxTokenTTL, "max-token-ttl", auth.DefaultMaxTTL, "refuse a login token whose expiry is further ahead than this")
@@ -105,6 +110,17 @@ func runServer(ctx context.Context, args []string) error {
 	}
 	if o.PacketTTL <= 0 {
 		return c.usageErr("--packet-ttl must be positive")
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+	}{{"--login-timeout", &o.LoginTimeout}, {"--frame-timeout", &o.FrameTimeout}, {"--idle-timeout", &o.IdleTimeout}} {
+		switch {
+		case *d.v == 0:
+			*d.v = -1 // off (Options' zero is the default)
+		case *d.v < time.Second || *d.v > server.MaxTimeout:
+			return c.usageErr("%s must be 0 (off) or between 1s and %v, got %v", d.name, server.MaxTimeout, *d.v)
+		}
 	}
 	if o.MaxTokenTTL <= 0 {
 		return c.usageErr("--max-token-ttl must be positive")
@@ -177,6 +193,7 @@ func runServer(ctx context.Context, args []string) error {
 		return err
 	}
 	st := s.Stats()
-	o.Logger.Info("stopped", "shakes", st.Totals.Shakes, "got", st.Totals.Got, "granted_amount", st.Totals.GrantedAmount)
+	o.Logger.Info("stopped", "shakes", st.Totals.Shakes, "got", st.Totals.Got, "granted_amount", st.Totals.GrantedAmount,
+		"goodbyes", st.Totals.Disconnects[int(proto.ReasonShutdown)-1])
 	return nil
 }

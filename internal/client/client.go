@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"hongbao/internal/proto"
@@ -51,19 +53,80 @@ type Conn struct {
 	refunds []Refund
 	// Timeout bounds each read (default 5 s).
 	Timeout time.Duration
+
+	// Keep-alive: wmu keeps the timer's pings and the caller's writes
+	// whole; lastTx is when the last write was made (Unix ns).
+	wmu       sync.Mutex
+	lastTx    atomic.Int64
+	keepAlive time.Duration // guarded by wmu
+	kaTimer   *time.Timer   // guarded by wmu
 }
 
-// Dial connects to addr.
+// DefaultKeepAlive is how long a Conn may send nothing before it pings the
+// server: a third of the server's default idle timeout (5 minutes), after
+// which the server closes a silent logged-in connection.
+const DefaultKeepAlive = 100 * time.Second
+
+// keepAliveNonce marks the keep-alive pings: Read drops their pongs.
+const keepAliveNonce uint32 = 0x6b61_6c76 // "kalv"
+
+// Dial connects to addr. The connection pings the server after
+// DefaultKeepAlive of silence (see SetKeepAlive).
 func Dial(addr string) (*Conn, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	return &Conn{c: c, r: bufio.NewReader(c), Timeout: 5 * time.Second}, nil
+	cn := &Conn{c: c, r: bufio.NewReader(c), Timeout: 5 * time.Second}
+	cn.SetKeepAlive(DefaultKeepAlive)
+	return cn, nil
+}
+
+// SetKeepAlive makes the connection ping the server whenever it has sent
+// nothing for d, so that the server's idle timeout does not close it while
+// the caller only waits for pushes; d <= 0 turns that off. The pongs are
+// not returned by Read.
+func (c *Conn) SetKeepAlive(d time.Duration) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.keepAlive = d
+	if c.kaTimer != nil {
+		c.kaTimer.Stop()
+		c.kaTimer = nil
+	}
+	if d > 0 {
+		c.lastTx.Store(time.Now().UnixNano())
+		c.kaTimer = time.AfterFunc(d, c.ping)
+	}
+}
+
+// ping runs on the keep-alive timer: it pings if nothing was sent for the
+// keep-alive period and sets the timer for the next check.
+func (c *Conn) ping() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.kaTimer == nil {
+		return // turned off or closed meanwhile
+	}
+	wait := c.keepAlive - time.Duration(time.Now().UnixNano()-c.lastTx.Load())
+	if wait <= 0 {
+		// A failed write means the connection is gone: the caller's next
+		// read or write reports it.
+		if _, err := c.c.Write(proto.AppendPing(nil, proto.CmdPing, now(), keepAliveNonce)); err != nil {
+			c.kaTimer = nil
+			return
+		}
+		c.lastTx.Store(time.Now().UnixNano())
+		wait = c.keepAlive
+	}
+	c.kaTimer.Reset(wait)
 }
 
 // Close closes the connection.
-func (c *Conn) Close() error { return c.c.Close() }
+func (c *Conn) Close() error {
+	c.SetKeepAlive(0)
+	return c.c.Close()
+}
 
 // NetConn exposes the socket, for tests that send raw bytes.
 func (c *Conn) NetConn() net.Conn { return c.c }
@@ -72,16 +135,30 @@ func now() uint64 { return uint64(time.Now().Unix()) }
 
 // Send writes a raw frame (or any bytes).
 func (c *Conn) Send(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	_, err := c.c.Write(b)
+	c.lastTx.Store(time.Now().UnixNano())
 	return err
 }
 
-// Read reads the next frame. An error frame from the server is returned
-// as a *ServerError.
+// Read reads the next frame, waiting at most Timeout. An error frame from
+// the server is returned as a *ServerError. The pongs to the keep-alive
+// pings are skipped.
 func (c *Conn) Read() (Frame, error) {
 	if err := c.c.SetReadDeadline(time.Now().Add(c.Timeout)); err != nil {
 		return Frame{}, err
 	}
+	for {
+		f, err := c.read()
+		if err == nil && f.Cmd == proto.CmdPong && f.Field(0) == keepAliveNonce {
+			continue
+		}
+		return f, err
+	}
+}
+
+func (c *Conn) read() (Frame, error) {
 	if _, err := io.ReadFull(c.r, c.in[:2]); err != nil {
 		return Frame{}, err
 	}

@@ -19,8 +19,14 @@ var secret = []byte("client-test-secret")
 
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	s, err := server.New(server.Options{Listen: "127.0.0.1:0", Secret: secret, Sets: 4, Loops: 1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return startServerWith(t, server.Options{})
+}
+
+func startServerWith(t *testing.T, o server.Options) *server.Server {
+	t.Helper()
+	o.Listen, o.Secret, o.Sets, o.Loops = "127.0.0.1:0", secret, 4, 1
+	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := server.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +156,40 @@ func TestReadRejectsBadFrames(t *testing.T) {
 				t.Fatalf("Read: %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestKeepAliveOutlivesIdleTimeout: a connection that only waits for
+// pushes stays logged in past the server's idle timeout while it pings
+// (the pongs never reach the caller), and is closed for idleness when it
+// does not.
+func TestKeepAliveOutlivesIdleTimeout(t *testing.T) {
+	s := startServerWith(t, server.Options{IdleTimeout: 2 * time.Second})
+	pinging, silent := dial(t, s.Addr()), dial(t, s.Addr())
+	pinging.SetKeepAlive(500 * time.Millisecond)
+	silent.SetKeepAlive(0)
+	for i, c := range []*client.Conn{pinging, silent} {
+		if err := c.LoginToken(uint32(i+1), mint(t, uint32(i+1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 2)
+	for _, c := range []*client.Conn{pinging, silent} {
+		go func() {
+			c.Timeout = 5 * time.Second
+			_, err := c.ReadPush()
+			errs <- err
+		}()
+	}
+	var se *client.ServerError
+	if err := <-errs; !errors.As(err, &se) || se.Reason != proto.ReasonIdleTimeout {
+		t.Fatalf("first to end: %v, want the silent one closed for idleness", err)
+	}
+	var ne net.Error
+	if err := <-errs; !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("the pinging connection: %v, want a read timeout after 5 s", err)
+	}
+	if r, err := pinging.Shake(); err != nil || r.Result != proto.ResultNone {
+		t.Fatalf("shake after 5 s of pings: %+v %v", r, err)
 	}
 }

@@ -29,6 +29,10 @@ type loop struct {
 	free     chan *batch // batches returned by the loop, for the scheduler to reuse
 	sweep    sweeper
 	sweeping atomic.Bool // a sweep is queued; don't queue another
+	// pingScan is the epoch second of the last keep-alive scan; byes counts
+	// this loop's connections told goodbye and not closed yet (loop-owned).
+	pingScan uint16
+	byes     int
 
 	wbuf [64]byte // frames written by this loop
 	_    [64]byte // keep the next loop's hot fields off this cache line
@@ -84,6 +88,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	l := h.c.loopFor(gc.EventLoop())
 	u.conn = gc
 	u.reset()
+	u.lastTx = h.c.epochSec(time.Now()) // the dialer wrote the login
 	u.setPhase(phLogin, l.idx)
 	return nil, gnet.None
 }
@@ -104,6 +109,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	if u.n > 0 {
 		l.timeouts.Add(uint64(u.n))
 		l.inflight.Add(-int64(u.n))
+	}
+	if u.bye {
+		l.byes--
 	}
 	u.reset()
 	u.conn = nil
@@ -148,6 +156,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			break
 		}
 		used += len(frame)
+		if u.bye {
+			// After the server's error frame: not served, counted.
+			l.afterError.Add(1)
+			l.errors.Add(1)
+			continue
+		}
 		hd, p, err := proto.Parse(frame)
 		if err != nil {
 			if errors.Is(err, proto.ErrUnknownCommand) && hd.Cmd >= 0x0100 {
@@ -233,9 +247,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			}
 		case proto.CmdRefund:
 		case proto.CmdError:
+			// The server closes the connection right after this frame:
+			// wait for that (OnClose reconnects), so that a frame it
+			// sends after the error is seen and counted.
 			c.recordReason(proto.Reason(proto.U32(p, 0)))
 			l.errors.Add(1)
-			act = gnet.Close // the server closes right after it anyway
+			c.told(l, u)
 		case proto.CmdPing:
 			f := proto.AppendPing(l.wbuf[:0], proto.CmdPong, nowSec, proto.U32(p, 0))
 			if _, err := gc.Write(f); err != nil {
@@ -278,6 +295,22 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	}
 	_, _ = gc.Discard(used)
 	return act
+}
+
+// told marks u's connection as closing by the server: no more sends on it.
+func (c *Client) told(l *loop, u *user) {
+	u.bye = true
+	u.lastTx = c.epochSec(time.Now())
+	l.byes++
+	if st := u.state.Load(); phaseOf(st) == phOnline {
+		l.conns.Add(-1)
+		u.setPhase(phLogin, l.idx) // the scheduler skips it
+	}
+}
+
+// epochSec is t in seconds since the run's epoch, wrapping at 2^16.
+func (c *Client) epochSec(t time.Time) uint16 {
+	return uint16((t.UnixNano() - c.epochNs) / 1e9)
 }
 
 // loggedIn handles a LoginResponse; it reports false when the connection
@@ -345,6 +378,7 @@ func (l *loop) send(items []item) {
 	c := l.c
 	now := time.Now()
 	nowSec := uint64(now.Unix())
+	tx := c.epochSec(now)
 	var sent, skipped, failed, evicted uint64
 	for _, it := range items {
 		u := &c.users[it.idx]
@@ -365,6 +399,7 @@ func (l *loop) send(items []item) {
 			continue
 		}
 		u.push(it.at)
+		u.lastTx = tx
 		sent++
 	}
 	l.sent.Add(sent)
@@ -381,27 +416,49 @@ func (l *loop) send(items []item) {
 }
 
 // sweeper expires the requests of this loop's users that have waited
-// longer than Timeout; it runs on the loop.
+// longer than Timeout, pings the users that have sent nothing for
+// PingIdle, and closes the connections the server told goodbye but did
+// not close; it runs on the loop.
 type sweeper struct{ l *loop }
 
 // Run scans the users, touching only those whose connection is on this
-// loop. With nothing in flight (the ramp, an idle client) it returns at
-// once: a scan reads every user's state, tens of thousands of cache misses.
+// loop. It returns at once when there is nothing to do: a scan reads
+// every user's state, tens of thousands of cache misses. Pings need a
+// scan every quarter of PingIdle only.
 func (s *sweeper) Run(context.Context) error {
 	l := s.l
 	s.l.sweeping.Store(false)
-	if l.inflight.Load() <= 0 {
+	c := l.c
+	now := time.Now()
+	sec := c.epochSec(now)
+	ping := c.pingIdle > 0 && sec-l.pingScan >= max(c.pingIdle/4, 1)
+	if l.inflight.Load() <= 0 && !ping && l.byes == 0 {
 		return nil
 	}
-	c := l.c
-	nowUS := uint32((time.Now().UnixNano() - c.epochNs) / 1000)
+	if ping {
+		l.pingScan = sec
+	}
+	nowUS := uint32((now.UnixNano() - c.epochNs) / 1000)
 	limit := uint32(c.timeout / time.Microsecond)
-	var expired uint64
+	var expired, pings uint64
 	for i := range c.users {
 		u := &c.users[i]
 		st := u.state.Load()
-		if loopOf(st) != l.idx || phaseOf(st) < phLogin || u.n == 0 {
+		if loopOf(st) != l.idx || phaseOf(st) < phLogin {
 			continue
+		}
+		switch {
+		case u.bye:
+			if sec-u.lastTx >= byeWait {
+				_ = u.conn.Close()
+			}
+		case ping && phaseOf(st) == phOnline && sec-u.lastTx >= c.pingIdle:
+			f := proto.AppendPing(l.wbuf[:0], proto.CmdPing, uint64(now.Unix()), u.id)
+			if _, err := u.conn.Write(f); err != nil {
+				continue // gnet closed the connection; OnClose has run
+			}
+			u.lastTx = sec
+			pings++
 		}
 		for u.n > 0 {
 			age := nowUS - u.oldest()
@@ -417,5 +474,6 @@ func (s *sweeper) Run(context.Context) error {
 		l.timeouts.Add(expired)
 		l.inflight.Add(-int64(expired))
 	}
+	l.pings.Add(pings)
 	return nil
 }

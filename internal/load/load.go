@@ -52,6 +52,7 @@ type Options struct {
 	Classic  bool          // speak classic only: bare user-id login, shakes; opens pushed 0x0004 with userid 0
 	Secret   []byte        // token secret (not classic): the client mints its own tokens
 	Timeout  time.Duration // a request unanswered this long counts as a timeout (default 5s)
+	PingIdle time.Duration // ping a connection that has sent nothing this long, so that the server's idle timeout spares it (0 = DefaultPingIdle; negative = never)
 	Admin    string        // admin HTTP listen address ("" = none); GET/POST /qps?qps=Q, GET /api/stats, /healthz
 	Sources  []netip.Addr  // source addresses to spread connections over (nil = auto)
 	Loops    int           // event loops (0 = GOMAXPROCS-1, at least 1: see defaultLoops)
@@ -72,6 +73,11 @@ type Options struct {
 
 // DefaultTimeout is the request timeout when Options.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
+
+// DefaultPingIdle is Options.PingIdle's default: a third of the server's
+// default idle timeout (5 minutes). A user is pinged between PingIdle and
+// PingIdle plus a quarter of it after its last frame.
+const DefaultPingIdle = 100 * time.Second
 
 // Errors returned by New and Run.
 var (
@@ -94,6 +100,7 @@ const (
 	backoffMin  = 100              // first reconnect delay, ms
 	backoffMax  = 10_000           // reconnect delay cap, ms
 	sweepEvery  = time.Second      // a timeout is counted between Timeout and Timeout+sweepEvery
+	byeWait     = 5                // seconds a connection may stay open after the server's error frame before we close it
 	fdReserve   = 64               // descriptors kept for listeners, pollers, files
 	// portShare is the part of the ephemeral port range one source address
 	// is given. Linux's connect() searches ports of one parity first, so
@@ -127,6 +134,7 @@ type Client struct {
 	dialers  []net.Dialer // one per source address
 	sources  []netip.Addr
 	timeout  time.Duration
+	pingIdle uint16 // seconds; 0 = never
 	loopsN   int
 
 	qps atomic.Int64
@@ -246,6 +254,12 @@ func New(o Options) (*Client, error) {
 	}
 	if c.timeout == 0 {
 		c.timeout = DefaultTimeout
+	}
+	switch {
+	case o.PingIdle == 0:
+		c.pingIdle = uint16(DefaultPingIdle / time.Second)
+	case o.PingIdle > 0:
+		c.pingIdle = uint16(min(max(o.PingIdle, time.Second), time.Hour) / time.Second)
 	}
 	for i := range c.users {
 		c.users[i].id = o.From + uint32(i)

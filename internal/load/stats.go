@@ -16,7 +16,7 @@ type counters struct {
 	sent, answered, got, none, taken, overloaded, amount atomic.Uint64
 	errors, timeouts, late, skipped, pushes, opens       atomic.Uint64
 	openedAmount, disconnects, reconnects, logins        atomic.Uint64
-	dialErrors                                           atomic.Uint64
+	dialErrors, afterError, pings                        atomic.Uint64
 	conns, inflight                                      atomic.Int64
 }
 
@@ -40,6 +40,8 @@ func (k *counters) addTo(t *Counts) {
 	t.Reconnects += k.reconnects.Load()
 	t.Logins += k.logins.Load()
 	t.DialErrors += k.dialErrors.Load()
+	t.AfterError += k.afterError.Load()
+	t.Pings += k.pings.Load()
 }
 
 // Counts are the totals of a run (or of one second, as differences).
@@ -70,6 +72,11 @@ type Counts struct {
 	OpenedAmount   uint64 `json:"opened_amount"`   // sum of the amounts received by opening, cents
 	Logins         uint64 `json:"logins"`          // successful logins, first ones and reconnects
 	DialErrors     uint64 `json:"dial_errors"`     // failed connects (also in Errors)
+	// AfterError counts frames the server sent on a connection after its
+	// error frame (also in Errors): the server closes right after that
+	// frame, so a correct server sends none.
+	AfterError uint64 `json:"after_error"`
+	Pings      uint64 `json:"pings"` // keep-alive pings sent to connections silent for PingIdle
 }
 
 // sub returns t - o, field by field.
@@ -82,6 +89,7 @@ func (t Counts) sub(o Counts) Counts {
 		Disconnects: t.Disconnects - o.Disconnects, Reconnects: t.Reconnects - o.Reconnects,
 		Pushes: t.Pushes - o.Pushes, Opens: t.Opens - o.Opens, OpenedAmount: t.OpenedAmount - o.OpenedAmount,
 		Logins: t.Logins - o.Logins, DialErrors: t.DialErrors - o.DialErrors,
+		AfterError: t.AfterError - o.AfterError, Pings: t.Pings - o.Pings,
 	}
 }
 

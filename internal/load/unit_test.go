@@ -151,7 +151,7 @@ func TestOnTrafficPartialFrame(t *testing.T) {
 }
 
 func TestOnTrafficUnknownAndBad(t *testing.T) {
-	c, h, fc, _ := loggedInUser(t, 1)
+	_, h, fc, _ := loggedInUser(t, 1)
 	// Unknown command >= 0x0100 with a valid length: skipped.
 	fc.in = proto.AppendFrame(nil, 0x01f0, 0, 1, 2)
 	if act := h.OnTraffic(fc); act != gnet.None || len(fc.in) != 0 {
@@ -162,16 +162,61 @@ func TestOnTrafficUnknownAndBad(t *testing.T) {
 	if act := h.OnTraffic(fc); act != gnet.Close {
 		t.Fatalf("shake from server: action %v", act)
 	}
-	// An error frame: reason recorded, connection closed.
+}
+
+// An error frame: the reason is recorded and the user stops sending; the
+// client waits for the server to close, and counts (as errors) any frame
+// the server sends after the error frame.
+func TestOnTrafficErrorFrame(t *testing.T) {
+	c, h, fc, u := loggedInUser(t, 1)
 	fc.in = proto.AppendError(nil, 0, proto.ReasonReplaced, proto.CmdLogin)
-	if act := h.OnTraffic(fc); act != gnet.Close {
-		t.Fatalf("error frame: action %v", act)
+	fc.in = proto.AppendShakeResp(fc.in, 0, u.id, proto.ResultNone, 0, 0)
+	if act := h.OnTraffic(fc); act != gnet.None || len(fc.in) != 0 {
+		t.Fatalf("error frame: action %v, %d bytes left", act, len(fc.in))
 	}
-	if got := c.reasonsCopy()[proto.ReasonReplaced.String()]; got != 1 {
-		t.Fatalf("reason count %d", got)
+	fc.in = proto.AppendError(nil, 0, proto.ReasonShutdown, 0)
+	h.OnTraffic(fc)
+	if got := c.reasonsCopy(); got[proto.ReasonReplaced.String()] != 1 || len(got) != 1 {
+		t.Fatalf("reasons %v", got)
 	}
-	if c.totals().Errors != 2 {
-		t.Fatalf("errors %d", c.totals().Errors)
+	tot := c.totals()
+	if tot.Errors != 3 || tot.AfterError != 2 || tot.None != 0 {
+		t.Fatalf("errors %d after_error %d none %d", tot.Errors, tot.AfterError, tot.None)
+	}
+	if phaseOf(u.state.Load()) == phOnline || c.conns() != 0 {
+		t.Fatalf("user still online (state %x, conns %d): the scheduler would send on a closing connection", u.state.Load(), c.conns())
+	}
+	h.OnClose(fc, nil)
+	if u.bye || c.loopAt(0).byes != 0 || c.conns() != 0 {
+		t.Fatalf("after close: bye %v byes %d conns %d", u.bye, c.loopAt(0).byes, c.conns())
+	}
+}
+
+// The sweep pings a user silent for PingIdle and no other.
+func TestSweepPingsSilentUsers(t *testing.T) {
+	c, _, fc, u := loggedInUser(t, 2)
+	c.pingIdle = 10
+	l := c.loopAt(0)
+	fc.keep = true
+	now := c.epochSec(time.Now())
+	u.lastTx = now - 10 // silent for PingIdle
+	other := &c.users[1]
+	other.lastTx = now - 9
+	l.pingScan = now - 3 // a scan is due every PingIdle/4
+	l.sweep.Run(context.Background())
+	h, p, err := proto.Parse(fc.out)
+	if err != nil || h.Cmd != proto.CmdPing || proto.U32(p, 0) != u.id || len(fc.out) != int(h.Len) {
+		t.Fatalf("wrote %x (%v), want one ping of user %d", fc.out, err, u.id)
+	}
+	if u.lastTx != now || other.lastTx != now-9 || c.totals().Pings != 1 {
+		t.Fatalf("lastTx %d/%d pings %d", u.lastTx, other.lastTx, c.totals().Pings)
+	}
+	// No scan before another quarter of PingIdle.
+	fc.out = nil
+	u.lastTx = now - 20
+	l.sweep.Run(context.Background())
+	if len(fc.out) != 0 {
+		t.Fatalf("pinged again before the next scan: %x", fc.out)
 	}
 }
 

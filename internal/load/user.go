@@ -29,6 +29,13 @@ type user struct {
 	late    uint32    // requests already counted as timeouts whose answers are still due (FIFO prefix)
 	backoff uint16    // next reconnect delay, ms (0 = first)
 	head, n uint8     // ring of in-flight requests
+	// lastTx is the second (since the run's epoch, wrapping at 2^16) of the
+	// last frame written on the connection: a user silent for PingIdle is
+	// pinged, so that the server's idle timeout never closes it.
+	lastTx uint16
+	// bye: the server sent an error frame on this connection and is closing
+	// it; anything it sends after that is counted, not served.
+	bye bool
 	// ring holds the scheduled send time of each request in flight, in µs
 	// since the run's epoch, wrapping at 2^32 (71 minutes): differences stay
 	// right as long as a latency is below that.
@@ -100,5 +107,5 @@ func (u *user) oldest() uint32 { return u.ring[u.head] }
 
 // reset forgets every request in flight.
 func (u *user) reset() {
-	u.head, u.n, u.late = 0, 0, 0
+	u.head, u.n, u.late, u.bye = 0, 0, 0, false
 }

@@ -135,8 +135,10 @@ const (
 	ReasonBadUser        Reason = 12 // user id outside the server's range, or another user's id
 	ReasonNotForClient   Reason = 13 // a server-to-client command sent by the client
 	ReasonSlowReader     Reason = 14 // the client does not read its answers
-	// 15..17: the connection deadlines (another branch of issue 12).
-	ReasonOverLimit Reason = 18 // the server holds all the connections it may (--max-conns or its open-file limit)
+	ReasonLoginTimeout   Reason = 15 // not logged in within the server's login timeout
+	ReasonFrameTimeout   Reason = 16 // an incomplete frame held longer than the server's frame timeout
+	ReasonIdleTimeout    Reason = 17 // logged in but silent longer than the server's idle timeout
+	ReasonOverLimit      Reason = 18 // the server holds all the connections it may (--max-conns or its open-file limit)
 )
 
 var reasonText = [...]string{
@@ -155,9 +157,9 @@ var reasonText = [...]string{
 	ReasonBadUser:        "user id not served here",
 	ReasonNotForClient:   "command is server-to-client only",
 	ReasonSlowReader:     "client does not read its answers",
-	15:                   "reserved (15)", // placeholders: 15..17 are the deadline reasons of another branch
-	16:                   "reserved (16)",
-	17:                   "reserved (17)",
+	ReasonLoginTimeout:   "login timeout",
+	ReasonFrameTimeout:   "incomplete frame timeout",
+	ReasonIdleTimeout:    "idle timeout",
 	ReasonOverLimit:      "server full",
 }
 
@@ -180,9 +182,9 @@ var reasonName = [NumReasons]string{
 	ReasonBadUser:        "bad_user",
 	ReasonNotForClient:   "not_for_client",
 	ReasonSlowReader:     "slow_reader",
-	15:                   "reserved_15", // placeholders, as above
-	16:                   "reserved_16",
-	17:                   "reserved_17",
+	ReasonLoginTimeout:   "login_timeout",
+	ReasonFrameTimeout:   "frame_timeout",
+	ReasonIdleTimeout:    "idle_timeout",
 	ReasonOverLimit:      "over_limit",
 }
 

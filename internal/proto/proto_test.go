@@ -223,7 +223,7 @@ func TestSplit(t *testing.T) {
 }
 
 func TestReasonText(t *testing.T) {
-	for r := proto.ReasonNone; r <= proto.ReasonSlowReader; r++ {
+	for r := proto.ReasonNone; r < proto.NumReasons; r++ {
 		if s := r.String(); s == "" || strings.HasPrefix(s, "reason(") {
 			t.Errorf("reason %d has no text: %q", r, s)
 		}

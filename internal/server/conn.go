@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/panjf2000/gnet/v2"
 
@@ -14,31 +15,55 @@ import (
 	"hongbao/internal/proto"
 )
 
-// maxOutbound bounds what may queue for a client that does not read; past
-// it the client is closed rather than allowed to grow the server's memory.
+// maxOutbound bounds what may wait in the server for one client: the bytes
+// gnet buffers for it once the socket is full (checked on the loop after
+// every write), and the frames other goroutines queued in its outbox (see
+// outbox.go). Past it the client is closed as a slow reader rather than
+// allowed to grow the server's memory.
 const maxOutbound = 64 << 10
 
-// session is one connection's state: under 64 bytes, so that an idle
-// logged-in connection costs little beyond gnet's own conn.
+// session is one connection's state: about 90 bytes, so that an idle
+// logged-in connection costs little beyond gnet's own conn. Fields are
+// owned by the connection's event loop unless marked otherwise.
 type session struct {
-	conn    gnet.Conn
-	loop    *loop
-	set     *set // nil until login
-	user    uint32
-	classic bool
-	// why is the reason the server gave when it decided to close the
-	// connection (event-loop owned; ReasonNone when it did not): OnClose
-	// counts the close by it.
-	why proto.Reason
+	conn gnet.Conn
+	loop *loop
+	set  *set // nil until login
+	// next and pprev link the session into one list of its loop's
+	// deadline wheel (deadline.go).
+	next  *session
+	pprev **session
+	// mu guards box and closed, which other goroutines use to queue
+	// frames (outbox.go).
+	mu  sync.Mutex
+	box *outbox
+	// user is set at login, before the session is published in its set.
+	user uint32
+	// last is the coarse second (Server.sec) the connection opened, until
+	// it logs in; from then on, the second its last complete frame came.
+	last uint32
+	// partial is the second the incomplete frame now buffered began to
+	// arrive; 0 when there is none.
+	partial uint32
+	// due is the second of the wheel slot the session is filed under
+	// (noDeadline: the list of sessions without one).
+	due uint32
 	// inflight counts this session's answers queued behind the ledger and
-	// not yet written (event-loop owned). While it is non-zero every later
-	// answer, immediate or not, is queued behind them too: the ledger
-	// completes in append order and the loop writes in that order, so
-	// answers keep the order of requests. At maxInflight the session's
-	// further frames stay unread in gnet's inbound buffer until an answer
-	// is written and resume wakes the connection.
+	// not yet written. While it is non-zero every later answer, immediate
+	// or not, is queued behind them too: the ledger completes in append
+	// order and the outbox keeps that order, so answers keep the order of
+	// requests. At maxInflight the session's further frames stay unread in
+	// gnet's inbound buffer until an answer is written and the flush
+	// serves them.
 	inflight int32
-	resume   gnet.AsyncCallback
+	// why is the reason the server gave when it decided to close the
+	// connection (ReasonNone when it did not): OnClose counts the close by it.
+	why     proto.Reason
+	classic bool
+	// bye: an error frame was written, so nothing more will be.
+	bye bool
+	// closed: OnClose ran (guarded by mu).
+	closed bool
 }
 
 // maxInflight bounds the answers one session may have queued behind the
@@ -46,15 +71,7 @@ type session struct {
 const maxInflight = 64
 
 func newSession(c gnet.Conn, l *loop) *session {
-	ss := &session{conn: c, loop: l}
-	ss.resume = func(c gnet.Conn, err error) error {
-		ss.inflight--
-		if err != nil || ss.inflight != maxInflight-1 {
-			return nil
-		}
-		return c.Wake(nil) // it had stopped reading: read on
-	}
-	return ss
+	return &session{conn: c, loop: l}
 }
 
 // replyLater sends frame once the ledger has made its record durable; if
@@ -66,18 +83,6 @@ func (ss *session) replyLater(frame []byte, failField int, failValue uint32) *du
 		off = proto.HeaderSize + 4*failField
 	}
 	return &durableReply{ss: ss, frame: frame, failOff: off, failValue: failValue}
-}
-
-// closeWith sends frame and closes the connection for reason why; safe
-// from any goroutine.
-func (ss *session) closeWith(frame []byte, why proto.Reason) {
-	_ = ss.conn.AsyncWrite(frame, func(c gnet.Conn, err error) error {
-		// On the connection's loop: the close, and OnClose, follow.
-		if err == nil && ss.why == proto.ReasonNone {
-			ss.why = why
-		}
-		return c.Close()
-	})
 }
 
 // handler adapts the Server to gnet's event callbacks, which run on the
@@ -108,11 +113,14 @@ func (h *handler) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	ss := newSession(c, l)
 	c.SetContext(ss)
 	if why := s.admit(c.Fd()); why != proto.ReasonNone {
-		ss.why = why // closed now, before gnet accepts another (accept.go)
+		ss.why, ss.bye = why, true // closed now, before gnet accepts another (accept.go)
 		return proto.AppendError(nil, s.sec.Load(), why, 0), gnet.Close
 	}
+	ss.last = uint32(s.sec.Load())
+	due, _ := s.deadline(ss)
+	l.wheel.file(ss, due)
 	if s.draining.Load() {
-		ss.why = proto.ReasonShutdown
+		ss.why, ss.bye = proto.ReasonShutdown, true
 		return proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0), gnet.Close
 	}
 	return nil, gnet.None
@@ -129,6 +137,17 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 	if ss.why != proto.ReasonOverLimit { // a shed connection was never admitted
 		h.s.release()
 	}
+	ss.loop.wheel.drop(ss)
+	ss.mu.Lock()
+	ss.closed = true
+	if b := ss.box; b != nil {
+		ss.box = nil
+		if !b.queued && cap(b.buf) <= maxBoxKeep { // a queued flush may still read it
+			*b = outbox{buf: b.buf[:0]}
+			boxes.Put(b)
+		}
+	}
+	ss.mu.Unlock()
 	k := &ss.loop.counters
 	k.conns.Add(-1)
 	k.closed.Add(1)
@@ -138,11 +157,18 @@ func (h *handler) OnClose(c gnet.Conn, err error) gnet.Action {
 
 // OnTraffic answers every complete frame that has arrived, in order, with
 // one write. A malformed frame is answered with an error frame naming the
-// reason, and the connection is closed; nothing else is disturbed.
+// reason, and the connection is closed; nothing else is disturbed. While
+// the server drains, a connection whose every answer is written gets the
+// goodbye (ReasonShutdown) and is closed.
 func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	s := h.s
 	ss := c.Context().(*session)
 	l := ss.loop
+	if ss.bye {
+		// Its error frame was written: what it sends now is not read.
+		_, _ = c.Discard(-1)
+		return gnet.None
+	}
 	buf, _ := c.Peek(-1)
 	out := l.out[:0]
 	used := 0
@@ -171,6 +197,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 	if used > 0 { // Discard(0) would drop everything buffered
 		_, _ = c.Discard(used)
 	}
+	s.noteTraffic(ss, used, len(buf)-used)
 	if reason == proto.ReasonNone && s.draining.Load() && ss.inflight == 0 {
 		reason = proto.ReasonShutdown
 	}
@@ -179,10 +206,16 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 			l.counters.errors.Add(1)
 			s.opts.Logger.Debug("closing connection", "user", ss.user, "reason", reason.String(), "cmd", uint16(cause))
 		}
-		ss.why = reason
+		ss.why, ss.bye = reason, true
 		out = proto.AppendError(out, s.sec.Load(), reason, cause)
 		_, _ = c.Write(out)
 		l.out = out[:0]
+		if reason == proto.ReasonShutdown && !ss.closed && c.OutboundBuffered() > 0 {
+			// Every answer must reach the client before the close: gnet
+			// would give up on what the socket does not take at once.
+			l.linger(ss)
+			return gnet.None
+		}
 		return gnet.Close
 	}
 	if len(out) > 0 {
@@ -191,7 +224,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		if c.OutboundBuffered() > maxOutbound {
 			s.opts.Logger.Warn("closing a client that does not read", "user", ss.user)
 			l.counters.errors.Add(1)
-			ss.why = proto.ReasonSlowReader
+			ss.why, ss.bye = proto.ReasonSlowReader, true
 			_, _ = c.Write(proto.AppendError(l.out[:0], s.sec.Load(), proto.ReasonSlowReader, 0))
 			return gnet.Close
 		}
@@ -292,8 +325,14 @@ func (s *Server) login(ss *session, user uint32, classic bool, now uint64, out [
 	ss.user, ss.classic = user, classic
 	ss.set = s.setOf(user)
 	if old := ss.set.login(ss); old != nil {
-		old.closeWith(proto.AppendError(nil, now, proto.ReasonReplaced, cmd), proto.ReasonReplaced)
+		old.closeWith(proto.ReasonReplaced, cmd)
 	}
+	// From now on the idle deadline applies: file the session under it at
+	// once, so that the login deadline's slot does not come round to a
+	// session that logged in long ago.
+	ss.last = uint32(now)
+	due, _ := s.deadline(ss)
+	ss.loop.wheel.file(ss, due)
 	ss.loop.counters.logins.Add(1)
 	return proto.AppendLoginResp(out, now, user, proto.ResultOK), 0, 0
 }
@@ -371,11 +410,11 @@ func (s *Server) sendPacket(ss *session, p []byte, now uint64, out []byte) []byt
 	}
 	key := sp.Key
 	id, r, later := s.money.Send(sp, func(pid, res uint32) {
-		_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdSendResp, s.sec.Load(), res, pid, uint32(key>>32), uint32(key)), ss.resume)
+		ss.post(proto.AppendFrame(nil, proto.CmdSendResp, s.sec.Load(), res, pid, uint32(key>>32), uint32(key)), true)
 	})
 	if later {
-		// The answer's write, on this loop, ends it (resume): it cannot
-		// come before this.
+		// The outbox's flush of the answer ends it, on this loop: it
+		// cannot come before this.
 		ss.inflight++
 		return out
 	}

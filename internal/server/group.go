@@ -35,9 +35,10 @@ func (k sink) Push(p money.Push, to []uint32) int {
 			}
 			f = ours
 		}
-		// The frame is only read by the loops' writes, never changed, so
-		// one buffer serves every recipient.
-		if ss.conn.AsyncWrite(f, nil) == nil {
+		// A push is a hint: one that is not queued (the recipient went
+		// away, or does not read and is being closed) leaves the packet
+		// listed and openable.
+		if ss.post(f, false) {
 			pushed++
 		}
 	}
@@ -50,7 +51,7 @@ func (k sink) Refund(sender, packet, amount uint32) {
 	s := k.s
 	ss := s.setOf(sender).session(sender)
 	if ss != nil && !ss.classic {
-		_ = ss.conn.AsyncWrite(proto.AppendFrame(nil, proto.CmdRefund, s.sec.Load(), packet, amount), nil)
+		ss.post(proto.AppendFrame(nil, proto.CmdRefund, s.sec.Load(), packet, amount), false)
 	}
 }
 
@@ -68,8 +69,9 @@ func (d *durableReply) Durable(_ *ledger.Record, err error) {
 		d.ss.loop.counters.errors.Add(1)
 		putU32(d.frame[d.failOff:], d.failValue)
 	}
-	// Fails only when the engine stopped; the connection is gone then.
-	_ = d.ss.conn.AsyncWrite(d.frame, d.ss.resume)
+	// Not queued only when the connection is closed or closing (then the
+	// client learns the outcome by asking again: the record is durable).
+	d.ss.post(d.frame, true)
 }
 
 func putU32(b []byte, v uint32) {

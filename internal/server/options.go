@@ -58,6 +58,12 @@ type Options struct {
 	MaxShares      uint32
 	MaxRecipients  int
 	MinShareCents  uint32
+	// LoginTimeout closes a connection not logged in this long after it
+	// opened; FrameTimeout one that holds an incomplete frame this long;
+	// IdleTimeout a logged-in one that sends nothing this long. Each is
+	// counted in whole seconds (rounded up); 0 is the default, a negative
+	// value turns the deadline off.
+	LoginTimeout, FrameTimeout, IdleTimeout time.Duration
 	// Limits of live state (0: the defaults below). A send over them is
 	// refused with ResultTooManyPackets or ResultRateLimited and writes
 	// nothing; a campaign or generator over them is refused by the admin
@@ -108,6 +114,11 @@ const (
 	DefaultMaxRecipients  = 500
 	DefaultMinShareCents  = 1
 
+	DefaultLoginTimeout = 10 * time.Second
+	DefaultFrameTimeout = 10 * time.Second
+	DefaultIdleTimeout  = 5 * time.Minute
+	// MaxTimeout bounds each deadline.
+	MaxTimeout = 24 * time.Hour
 	// A live 3-recipient packet costs about 300 B, a 500-recipient one
 	// about 2.5 KB (recipients, opened shares, map and queue entries).
 	DefaultMaxLivePackets   = 1_000_000
@@ -133,6 +144,9 @@ func (o *Options) setDefaults() error {
 	o.MaxShares = cmp.Or(o.MaxShares, DefaultMaxShares)
 	o.MaxRecipients = cmp.Or(o.MaxRecipients, DefaultMaxRecipients)
 	o.MinShareCents = cmp.Or(o.MinShareCents, DefaultMinShareCents)
+	o.LoginTimeout = cmp.Or(o.LoginTimeout, DefaultLoginTimeout)
+	o.FrameTimeout = cmp.Or(o.FrameTimeout, DefaultFrameTimeout)
+	o.IdleTimeout = cmp.Or(o.IdleTimeout, DefaultIdleTimeout)
 	o.MaxLivePackets = cmp.Or(o.MaxLivePackets, DefaultMaxLivePackets)
 	o.MaxLivePerSender = cmp.Or(o.MaxLivePerSender, DefaultMaxLivePerSender)
 	o.MaxSenderRate = cmp.Or(o.MaxSenderRate, DefaultMaxSenderRate)
@@ -169,6 +183,8 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: first user %d above last user %d", ErrBadOptions, o.UsersFrom, o.Users)
 	case o.Loops < 0:
 		return fmt.Errorf("%w: loops must not be negative", ErrBadOptions)
+	case o.LoginTimeout > MaxTimeout || o.FrameTimeout > MaxTimeout || o.IdleTimeout > MaxTimeout:
+		return fmt.Errorf("%w: login, frame and idle timeouts must be at most %v", ErrBadOptions, MaxTimeout)
 	case o.MaxLivePackets < 0 || o.MaxLivePackets > 1<<31-1 || o.MaxLivePerSender < 0 || o.MaxLivePerSender > 1<<31-1:
 		return fmt.Errorf("%w: max live packets (all %d, per sender %d) must be in 1..2147483647", ErrBadOptions, o.MaxLivePackets, o.MaxLivePerSender)
 	case o.MaxSenderRate < o.MaxRecipients || o.MaxSenderRate > 1<<31-1:
@@ -177,4 +193,12 @@ func (o *Options) setDefaults() error {
 		return fmt.Errorf("%w: max campaigns and max waiting must be positive", ErrBadOptions)
 	}
 	return nil
+}
+
+// seconds is a timeout in whole seconds, rounded up (0 when off).
+func seconds(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	return uint32((d + time.Second - 1) / time.Second)
 }

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/panjf2000/gnet/v2"
+
 	"hongbao/internal/proto"
 )
 
@@ -105,5 +107,59 @@ func TestShakeHotPathAllocatesNothing(t *testing.T) {
 	}
 	if ss.inflight != 0 {
 		t.Fatal("a none/overloaded answer went through the ledger")
+	}
+}
+
+// memConn is the part of gnet.Conn that OnTraffic uses, over memory; any
+// other method panics (nil embedded interface).
+type memConn struct {
+	gnet.Conn
+	ctx any
+	in  []byte
+	out int
+}
+
+func (m *memConn) Context() any { return m.ctx }
+func (m *memConn) Peek(int) ([]byte, error) {
+	return m.in, nil
+}
+func (m *memConn) Discard(n int) (int, error) {
+	if n <= 0 || n > len(m.in) {
+		n = len(m.in)
+	}
+	m.in = m.in[n:]
+	return n, nil
+}
+func (m *memConn) Write(p []byte) (int, error) { m.out += len(p); return len(p), nil }
+func (m *memConn) OutboundBuffered() int       { return 0 }
+
+// TestOnTrafficAllocatesNothing: the whole read path of immediate answers
+// (split, serve, deadline bookkeeping, one write) allocates nothing, with
+// a frame left incomplete at the end of the read as well.
+func TestOnTrafficAllocatesNothing(t *testing.T) {
+	s := startLedgerServer(t, "", func(o *Options) { o.Budget = 1 })
+	l := s.loops[0]
+	mc := &memConn{}
+	ss := newSession(mc, l)
+	mc.ctx = ss
+	ss.user, ss.set = 5, &s.sets[5%len(s.sets)]
+	l.wheel.file(ss, noDeadline)
+	defer l.wheel.drop(ss) // no loop ever serves this session
+	var frames []byte
+	for range 16 {
+		frames = proto.AppendShake(frames, now64(), 5)
+	}
+	frames = append(frames, proto.AppendShake(nil, now64(), 5)[:7]...)
+	allocs := testing.AllocsPerRun(1000, func() {
+		mc.in = frames
+		if act := s.h.OnTraffic(mc); act != gnet.None || len(mc.in) != 7 {
+			t.Fatalf("action %v, %d bytes left", act, len(mc.in))
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("OnTraffic allocates %v per call", allocs)
+	}
+	if ss.partial == 0 || ss.due == noDeadline || mc.out == 0 {
+		t.Fatalf("partial %d due %d written %d: the incomplete frame's deadline was not noted", ss.partial, ss.due, mc.out)
 	}
 }

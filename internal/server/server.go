@@ -34,7 +34,6 @@ import (
 	"hongbao/internal/ledger"
 	"hongbao/internal/money"
 	"hongbao/internal/pace"
-	"hongbao/internal/proto"
 )
 
 // Server is one access server process's engine.
@@ -49,6 +48,7 @@ type Server struct {
 	loopOf   map[gnet.EventLoop]*loop
 	nextLoop int
 
+	h        *handler
 	eng      gnet.Engine
 	addr     string
 	booted   chan struct{}
@@ -56,6 +56,7 @@ type Server struct {
 	runErr   error
 	sec      atomic.Uint64 // coarse clock, Unix seconds, for frame stamps and admission
 	draining atomic.Bool
+	timeouts timeouts  // the deadlines, in whole seconds
 	fdLimit  int       // RLIMIT_NOFILE when the server was made
 	adm      admission // connections admitted at the open-file limit (accept.go)
 	rater    rater
@@ -69,16 +70,27 @@ type Server struct {
 	tickDone chan struct{}
 }
 
-// loop is the state owned by one event loop: its scratch buffer, token
-// verifier, admission window and counters. Nothing here is touched by
-// another loop, so the request path shares no state between loops.
+// loop is the state owned by one event loop: its scratch buffers, token
+// verifier, admission window, deadline wheel and counters. Nothing here is
+// touched by another loop, so the request path shares no state between
+// loops.
 type loop struct {
+	s        *Server
+	el       gnet.EventLoop // set (under Server.loopMu) by the loop's first connection
 	out      []byte
+	flushBuf []byte // outbox.go
+	errBuf   []byte
 	signer   *auth.Signer
 	budget   int    // admitted shakes per second on this loop
 	admitSec uint64 // second of the current admission window
 	admitted int
-	counters counters
+	wheel    wheel
+	// lingering are connections that were told goodbye and are closed
+	// once gnet has written out what it buffers for them.
+	lingering []*session
+	tmp       []*session
+	sweeping  atomic.Bool // a sweep task is queued
+	counters  counters
 }
 
 // New validates opts and prepares a server; Start runs it.
@@ -117,6 +129,7 @@ func New(opts Options) (*Server, error) {
 	for i := range s.sets {
 		s.sets[i].sessions = make(map[uint32]*session)
 	}
+	s.h = &handler{s: s}
 	cfg := money.Config{Sets: opts.Sets, Limits: opts.limits(), Clock: clock{s}, Sink: sink{s}, Logger: opts.Logger,
 		Online: func(i int) int64 { return s.sets[i].online.Load() }}
 	if opts.DataDir != "" {
@@ -140,9 +153,13 @@ func New(opts Options) (*Server, error) {
 	} else {
 		s.money = money.New(cfg)
 	}
+	s.timeouts = timeouts{login: seconds(opts.LoginTimeout), frame: seconds(opts.FrameTimeout), idle: seconds(opts.IdleTimeout)}
+	start := uint32(opts.Now().Unix())
 	per := (opts.Budget + n - 1) / n
 	for i := 0; i < n; i++ {
-		l := &loop{out: make([]byte, 0, 4096), budget: per}
+		l := &loop{s: s, out: make([]byte, 0, 4096), budget: per}
+		l.wheel.at = start
+		l.wheel.next.Store(noDeadline)
 		if len(opts.Secret) > 0 {
 			signer, err := auth.NewSigner(opts.Secret)
 			if err != nil {
@@ -180,7 +197,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(s.runDone)
-		s.runErr = gnet.Run(&handler{s: s}, "tcp://"+listen,
+		s.runErr = gnet.Run(s.h, "tcp://"+listen,
 			gnet.WithMulticore(true),
 			gnet.WithNumEventLoop(s.opts.Loops),
 			gnet.WithReusePort(true), // each loop accepts and runs OnOpen in turn (accept.go)
@@ -251,6 +268,9 @@ func (s *Server) ticker() {
 		s.money.Expire(now)
 		if sec != lastSec {
 			lastSec = sec
+			if s.timeouts.any() {
+				s.sweep(uint32(sec), false)
+			}
 			tot, conns := s.totals()
 			s.rater.tick(now, tot)
 			s.monitorTick(now.Unix()-1, tot, conns)
@@ -260,10 +280,12 @@ func (s *Server) ticker() {
 	}
 }
 
-// Shutdown stops the server gracefully: new connections are refused,
-// requests already read are answered, every client is told the server is
-// shutting down, and the event loops stop. It returns when all is closed or
-// ctx ends.
+// Shutdown stops the server gracefully: new connections are told goodbye
+// at once; every connection gets the answers to every request it sent
+// that the server read (those waiting for the ledger too), then exactly one
+// error frame "server shutting down", then the close; nothing is written
+// after that frame. Then the event loops stop. It returns when all is
+// closed or ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	if !s.draining.CompareAndSwap(false, true) {
 		<-s.runDone
@@ -272,17 +294,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stopTick)
 	<-s.tickDone
 	s.closeAdmin()
-	bye := proto.AppendError(nil, s.sec.Load(), proto.ReasonShutdown, 0)
-	for i := range s.sets {
-		s.sets[i].each(func(ss *session) { ss.closeWith(bye, proto.ReasonShutdown) })
+	// Each loop serves its connections once more: those with nothing
+	// waiting get their goodbye now, the others when their last answer
+	// comes back from the ledger (outbox.go). A connection that opens from
+	// now on is told goodbye by OnOpen.
+	for _, l := range s.knownLoops() {
+		_ = l.el.Execute(ctx, (*drainer)(l))
 	}
-	// Give the loops a moment to flush the goodbyes and see the closes.
-	deadline := time.Now().Add(2 * time.Second)
+	// Wait for the goodbyes to be flushed and the connections closed; one
+	// that does not read its answers is closed when the loops stop.
+	deadline := time.Now().Add(drainWait)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if _, conns := s.totals(); conns == 0 {
 			break
 		}
-		time.Sleep(10 * time.Millisecond)
+		s.sweep(0, true) // closes the connections whose goodbye is flushed
+		time.Sleep(5 * time.Millisecond)
 	}
 	err := s.eng.Stop(ctx)
 	<-s.runDone
@@ -298,6 +325,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// drainWait bounds how long Shutdown waits for the connections to take
+// their last answers and goodbye.
+const drainWait = 5 * time.Second
 
 func (s *Server) closeAdmin() {
 	if s.admin != nil {
@@ -316,6 +347,9 @@ func (s *Server) loopFor(el gnet.EventLoop) *loop {
 		l = s.loops[s.nextLoop%len(s.loops)]
 		s.nextLoop++
 		s.loopOf[el] = l
+		if l.el == nil {
+			l.el = el
+		}
 	}
 	return l
 }

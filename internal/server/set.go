@@ -55,16 +55,3 @@ func (s *set) logout(ss *session) {
 		s.online.Add(-1)
 	}
 }
-
-// each calls fn for every session in the set, outside the lock.
-func (s *set) each(fn func(*session)) {
-	s.mu.Lock()
-	list := make([]*session, 0, len(s.sessions))
-	for _, ss := range s.sessions {
-		list = append(list, ss)
-	}
-	s.mu.Unlock()
-	for _, ss := range list {
-		fn(ss)
-	}
-}
