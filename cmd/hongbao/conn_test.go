@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,16 +21,14 @@ import (
 
 // metric reads one sample of the server's /metrics, e.g.
 // `hongbao_disconnects_total{reason="slow_reader"}` (0 when absent).
-func metric(t testing.TB, admin *harness.Admin, name string) float64 {
+func metric(t testing.TB, admin *harness.ServerAdmin, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(admin.Base + "/metrics")
+	body, err := admin.Metrics()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatal(err)
