@@ -1,17 +1,20 @@
 // Package server is the hongbao access server: it holds every user's
 // long-lived TCP connection on a few epoll event loops (gnet), partitions
-// users into independent SETs, issues shake red packets at a fixed rate and
-// answers shakes, and serves an admin HTTP API.
+// users into independent SETs, answers their requests, and serves an admin
+// HTTP API.
 //
 // The money (balances, packets, campaigns, generators, the audit) is the
-// engine of package money; the server holds the connections and sessions
-// and calls it.
+// engine of package money; the server holds the connections, sessions,
+// frames, deadlines and admission, and calls it.
 //
 // The files split by concern: options.go (configuration), conn.go (the
-// per-connection event handlers and the request path), set.go (the SETs'
+// per-connection event handlers and the request path), deadline.go (login,
+// frame and idle deadlines), outbox.go (frames from other goroutines),
+// accept.go (admission at the open-file limit), set.go (the SETs'
 // sessions), money.go (the engine's wiring), group.go (delivery of the
 // engine's pushes, refunds and durable answers), stats.go (counters),
-// admin.go (HTTP).
+// observe.go (metrics, the monitor's samples), admin.go and adminguard.go
+// (HTTP).
 package server
 
 import (
