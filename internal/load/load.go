@@ -36,6 +36,7 @@ import (
 	"hongbao/internal/nodes"
 	"hongbao/internal/procstat"
 	"hongbao/internal/proto"
+	"hongbao/internal/sample"
 	"hongbao/internal/schedule"
 )
 
@@ -112,11 +113,11 @@ const (
 
 // Phases of a run, as reported by Snapshot.Phase.
 const (
-	phaseIdle  = "idle"
-	phaseRamp  = "ramp"
-	phaseLoad  = "load"
-	phaseDrain = "drain"
-	phaseDone  = "done"
+	phaseIdle  = sample.PhaseIdle
+	phaseRamp  = sample.PhaseRamp
+	phaseLoad  = sample.PhaseLoad
+	phaseDrain = sample.PhaseDrain
+	phaseDone  = sample.PhaseDone
 )
 
 // Client is a load client. Create it with New, then call Run once. Stats,

@@ -280,9 +280,9 @@ func (s *Server) ticker() {
 			if s.timeouts.any() {
 				s.sweep(uint32(sec), false)
 			}
-			tot, conns := s.totals()
+			tot, _ := s.totals()
 			s.rater.tick(now, tot)
-			s.monitorTick(now.Unix()-1, tot, conns)
+			s.monitorTick(now.Unix() - 1)
 		}
 		next := time.Second - time.Duration(now.Nanosecond()) + time.Millisecond
 		t.Reset(min(tickFor(rate), next))
