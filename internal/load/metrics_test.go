@@ -71,13 +71,13 @@ func TestSampleCountersVocabulary(t *testing.T) {
 	for _, k := range Metrics.Counters() {
 		known[k] = true
 	}
-	c, _ := Metrics.Sample(Metrics.Read(&reading{t: Counts{Pushes: 3, Opens: 2, OpenedAmount: 250}}), metric.Reading{})
+	c, _ := Metrics.Sample(Metrics.Read(&reading{t: Counts{Pushes: 3, Opens: 2, OpenedAmount: 250, Pings: 7, AfterError: 1}}), metric.Reading{})
 	for k := range c {
 		if !known[k] {
 			t.Errorf("counter %q is not in Metrics.Counters", k)
 		}
 	}
-	if c["pushes"] != 3 || c["opens"] != 2 || c["opened_cents"] != 250 {
+	if c["pushes"] != 3 || c["opens"] != 2 || c["opened_cents"] != 250 || c["pings"] != 7 || c["after_error"] != 1 {
 		t.Errorf("group counters %v", c)
 	}
 	for r := proto.Reason(1); r < proto.NumReasons; r++ {

@@ -92,6 +92,9 @@ func serverMetrics() metric.Table[*reading] {
 			Read: group(func(g GroupStats) uint64 { return g.Refunded })},
 		{Key: "group_pushes", Prom: "hongbao_group_pushes_total", Help: "Group packet pushes queued to online recipients.",
 			Read: group(func(g GroupStats) uint64 { return g.Pushes })},
+		{Key: "outbox_dropped", Prom: "hongbao_outbox_dropped_total",
+			Help: "Frames from outside a connection's loop (pushes, answers completed by the ledger, refund notices) not queued because the connection was closed or closing, or its outbox full (then what waited is dropped too and the client closed as a slow reader).",
+			Read: loops(func(c *counters) *atomic.Uint64 { return &c.outboxDropped })},
 	}
 	for i, name := range commandNames {
 		t = append(t, row{Key: "requests_" + name, Prom: "hongbao_requests_total", Label: "command", LabelValue: name,
