@@ -3,9 +3,16 @@
 // users into independent SETs, issues shake red packets at a fixed rate and
 // answers shakes, and serves an admin HTTP API.
 //
-// The files split by concern: options.go (configuration), conn.go (the
-// per-connection event handlers and the request path), set.go (the SETs),
-// campaign.go (issuing packets), stats.go (counters), admin.go (HTTP).
+// The files split by concern: server.go (the engine's start, ticker and
+// shutdown), options.go (configuration), accept.go (admitting connections
+// under the connection limit), conn.go (the per-connection event handlers
+// and the request path), outbox.go (frames from outside a connection's
+// loop), deadline.go (the login, frame and idle deadlines), set.go (the
+// SETs), campaign.go and generator.go (issuing shake and group packets),
+// group.go (group packets and balances), stats.go (counters and
+// /api/stats), metrics.go (the metrics table), observe.go (the monitor's
+// samples and /metrics), admin.go and adminguard.go (the admin HTTP API and
+// its guard).
 package server
 
 import (
@@ -26,6 +33,7 @@ import (
 
 	"hongbao/internal/auth"
 	"hongbao/internal/ledger"
+	"hongbao/internal/obs"
 )
 
 // Server is one access server process's engine.
@@ -195,7 +203,7 @@ func (s *Server) Start(ctx context.Context) error {
 			gnet.WithReusePort(true), // each loop accepts and runs OnOpen in turn (accept.go)
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
-			gnet.WithLogger(gnetLogger{s.opts.Logger}),
+			gnet.WithLogger(obs.GnetLogger{L: s.opts.Logger}),
 		)
 		select {
 		case <-s.booted:
