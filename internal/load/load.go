@@ -34,8 +34,10 @@ import (
 	"hongbao/internal/adminauth"
 	"hongbao/internal/limits"
 	"hongbao/internal/nodes"
+	"hongbao/internal/obs"
 	"hongbao/internal/procstat"
 	"hongbao/internal/proto"
+	"hongbao/internal/sample"
 	"hongbao/internal/schedule"
 )
 
@@ -112,11 +114,11 @@ const (
 
 // Phases of a run, as reported by Snapshot.Phase.
 const (
-	phaseIdle  = "idle"
-	phaseRamp  = "ramp"
-	phaseLoad  = "load"
-	phaseDrain = "drain"
-	phaseDone  = "done"
+	phaseIdle  = sample.PhaseIdle
+	phaseRamp  = sample.PhaseRamp
+	phaseLoad  = sample.PhaseLoad
+	phaseDrain = sample.PhaseDrain
+	phaseDone  = sample.PhaseDone
 )
 
 // Client is a load client. Create it with New, then call Run once. Stats,
@@ -345,13 +347,6 @@ func (c *Client) SetQPS(q int) {
 // QPS is the current global rate.
 func (c *Client) QPS() int { return int(c.qps.Load()) }
 
-// Users returns the range of users this process simulates.
-func (c *Client) Users() (from, to uint32) { return c.from, c.to }
-
-// Sources returns the source addresses connections are spread over; empty
-// means the kernel picks.
-func (c *Client) Sources() []netip.Addr { return append([]netip.Addr(nil), c.sources...) }
-
 // checkFDs fails early when the users cannot all hold a socket: a run that
 // silently stalls at the descriptor limit would measure nothing useful.
 // While enrolling, a connection briefly holds two descriptors (gnet
@@ -419,7 +414,7 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 	cli, err := gnet.NewClient(&handler{c: c},
 		gnet.WithNumEventLoop(c.loopsN),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(gnetLogger{c.log}),
+		gnet.WithLogger(obs.GnetLogger{L: c.log}),
 	)
 	if err != nil {
 		c.closeAdmin()
@@ -584,18 +579,3 @@ func (c *Client) reasonsCopy() map[string]uint64 {
 	}
 	return m
 }
-
-// gnetLogger routes gnet's logging to slog.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) logf(level slog.Level, format string, args []any) {
-	if g.l.Enabled(context.Background(), level) {
-		g.l.Log(context.Background(), level, fmt.Sprintf(format, args...), "lib", "gnet")
-	}
-}
-
-func (g gnetLogger) Debugf(format string, args ...any) { g.logf(slog.LevelDebug, format, args) }
-func (g gnetLogger) Infof(format string, args ...any)  { g.logf(slog.LevelDebug, format, args) }
-func (g gnetLogger) Warnf(format string, args ...any)  { g.logf(slog.LevelWarn, format, args) }
-func (g gnetLogger) Errorf(format string, args ...any) { g.logf(slog.LevelError, format, args) }
-func (g gnetLogger) Fatalf(format string, args ...any) { g.logf(slog.LevelError, format, args) }

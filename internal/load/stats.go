@@ -270,7 +270,7 @@ func (c *Client) rollSecond(t int64) {
 		})
 	}
 	c.histMu.Unlock()
-	c.monitorSecond(t, d, c.secHist)
+	c.monitorSecond(t, tot, c.secHist)
 	if c.o.Log != nil {
 		_, _ = fmt.Fprintf(c.o.Log,
 			"t=%d conns=%d sent=%d answered=%d got=%d none=%d taken=%d overload=%d err=%d timeout=%d p50=%.2fms p99=%.2fms\n",
