@@ -1,5 +1,13 @@
 package load
 
+// This file is the receive side of the event loops: our per-loop state
+// (loop), the gnet handler's connection events (OnOpen, OnClose) and the
+// decoding of what the server sends (OnTraffic: answers to shakes, which
+// end a request's time in flight, pushes, error frames, pings), and the
+// sweeper that times out requests never answered, keeps idle connections
+// alive and closes those the server told goodbye. The send path is in
+// send.go.
+
 import (
 	"context"
 	"errors"
@@ -342,77 +350,6 @@ func (c *Client) loggedIn(l *loop, u *user, result uint32) bool {
 func (c *Client) protocolError(l *loop, u *user, what string, err error) {
 	l.errors.Add(1)
 	c.log.Debug("protocol error, closing", "user", u.id, "what", what, "err", err)
-}
-
-// item is one due send: the user's index in Client.users and the slot's
-// scheduled time in µs since the epoch.
-type item struct{ idx, at uint32 }
-
-// batch is the sends of one scheduler tick for one loop; it runs on that
-// loop (gnet.Runnable) and then goes back to the loop's free list.
-type batch struct {
-	l      *loop
-	items  []item
-	linger time.Duration
-}
-
-// Run writes the batch's shakes with one c.Write per request, on the loop
-// that owns the connections, then sleeps for the batch's linger so that
-// the answers are read together when the loop next polls, instead of each
-// waking it.
-func (b *batch) Run(context.Context) error {
-	b.l.send(b.items)
-	sleepThread(b.linger)
-	b.l.c.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
-	b.items = b.items[:0]
-	select {
-	case b.l.free <- b:
-	default:
-	}
-	return nil
-}
-
-// send writes a shake for each item whose user is still online on this
-// loop (the others went offline since the scheduler looked: skipped).
-func (l *loop) send(items []item) {
-	c := l.c
-	now := time.Now()
-	nowSec := uint64(now.Unix())
-	tx := c.epochSec(now)
-	var sent, skipped, failed, evicted uint64
-	for _, it := range items {
-		u := &c.users[it.idx]
-		st := u.state.Load()
-		if phaseOf(st) != phOnline || loopOf(st) != l.idx {
-			skipped++
-			continue
-		}
-		if u.n == ringSize {
-			// Too many in flight to track: give the oldest up now.
-			u.pop()
-			u.late++
-			evicted++
-		}
-		f := proto.AppendShake(l.wbuf[:0], nowSec, u.id)
-		if _, err := u.conn.Write(f); err != nil {
-			failed++ // gnet closed the connection; OnClose has run
-			continue
-		}
-		u.push(it.at)
-		u.lastTx = tx
-		sent++
-	}
-	l.sent.Add(sent)
-	l.inflight.Add(int64(sent) - int64(evicted))
-	if evicted > 0 {
-		l.timeouts.Add(evicted)
-	}
-	if skipped > 0 {
-		l.skipped.Add(skipped)
-	}
-	if failed > 0 {
-		l.errors.Add(failed)
-	}
 }
 
 // sweeper expires the requests of this loop's users that have waited

@@ -1,10 +1,22 @@
 package load
 
+// This file is the send path, in the order a shake takes: the scheduler
+// goroutine (Client.schedule) enumerates this process's due slots every
+// tick (package schedule), gathers them per event loop into a batch
+// (scheduler.emit), hands each loop its batch (scheduler.flush, which
+// counts them in flight while queued), and the loop writes one shake per
+// item (batch.Run, loop.send), recording the slot's time in the user's
+// ring of requests in flight. The pacing of the sender (tick, wait,
+// linger, sleepThread) is here too. What comes back — answers, pushes,
+// connection events and the timeout sweep that ends a request never
+// answered — is in conn.go.
+
 import (
 	"context"
 	"syscall"
 	"time"
 
+	"hongbao/internal/proto"
 	"hongbao/internal/schedule"
 )
 
@@ -221,5 +233,76 @@ func (l *loop) getBatch() *batch {
 		return b
 	default:
 		return &batch{l: l, items: make([]item, 0, 64)}
+	}
+}
+
+// item is one due send: the user's index in Client.users and the slot's
+// scheduled time in µs since the epoch.
+type item struct{ idx, at uint32 }
+
+// batch is the sends of one scheduler tick for one loop; it runs on that
+// loop (gnet.Runnable) and then goes back to the loop's free list.
+type batch struct {
+	l      *loop
+	items  []item
+	linger time.Duration
+}
+
+// Run writes the batch's shakes with one c.Write per request, on the loop
+// that owns the connections, then sleeps for the batch's linger so that
+// the answers are read together when the loop next polls, instead of each
+// waking it.
+func (b *batch) Run(context.Context) error {
+	b.l.send(b.items)
+	sleepThread(b.linger)
+	b.l.c.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
+	b.items = b.items[:0]
+	select {
+	case b.l.free <- b:
+	default:
+	}
+	return nil
+}
+
+// send writes a shake for each item whose user is still online on this
+// loop (the others went offline since the scheduler looked: skipped).
+func (l *loop) send(items []item) {
+	c := l.c
+	now := time.Now()
+	nowSec := uint64(now.Unix())
+	tx := c.epochSec(now)
+	var sent, skipped, failed, evicted uint64
+	for _, it := range items {
+		u := &c.users[it.idx]
+		st := u.state.Load()
+		if phaseOf(st) != phOnline || loopOf(st) != l.idx {
+			skipped++
+			continue
+		}
+		if u.n == ringSize {
+			// Too many in flight to track: give the oldest up now.
+			u.pop()
+			u.late++
+			evicted++
+		}
+		f := proto.AppendShake(l.wbuf[:0], nowSec, u.id)
+		if _, err := u.conn.Write(f); err != nil {
+			failed++ // gnet closed the connection; OnClose has run
+			continue
+		}
+		u.push(it.at)
+		u.lastTx = tx
+		sent++
+	}
+	l.sent.Add(sent)
+	l.inflight.Add(int64(sent) - int64(evicted))
+	if evicted > 0 {
+		l.timeouts.Add(evicted)
+	}
+	if skipped > 0 {
+		l.skipped.Add(skipped)
+	}
+	if failed > 0 {
+		l.errors.Add(failed)
 	}
 }
