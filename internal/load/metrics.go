@@ -24,8 +24,8 @@ type reading struct {
 
 func (c *Client) read(t Counts) *reading {
 	r := &reading{t: t, reasons: c.reasonsCopy(), conns: int64(c.conns()), inflight: c.inFlight(), qps: c.QPS()}
-	if c.mon != nil {
-		r.dropped = c.mon.pusher.Dropped()
+	if c.stats.mon != nil {
+		r.dropped = c.stats.mon.pusher.Dropped()
 	}
 	return r
 }

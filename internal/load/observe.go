@@ -30,12 +30,12 @@ func (c *Client) startMonitor() {
 	if c.o.Monitor == "" {
 		return
 	}
-	c.mon = &monitorState{pusher: sample.NewPusher(c.o.Monitor, c.name(), sample.KindLoad, c.log), host: sample.Hostname()}
+	c.stats.mon = &monitorState{pusher: sample.NewPusher(c.o.Monitor, c.name(), sample.KindLoad, c.log), host: sample.Hostname()}
 }
 
 func (c *Client) stopMonitor() {
-	if c.mon != nil {
-		c.mon.pusher.Close()
+	if c.stats.mon != nil {
+		c.stats.mon.pusher.Close()
 	}
 }
 
@@ -44,13 +44,13 @@ func (c *Client) name() string {
 	if c.o.Name != "" {
 		return c.o.Name
 	}
-	return "load-" + strconv.FormatUint(uint64(c.from), 10) + "-" + strconv.FormatUint(uint64(c.to), 10)
+	return "load-" + strconv.FormatUint(uint64(c.cfg.from), 10) + "-" + strconv.FormatUint(uint64(c.cfg.to), 10)
 }
 
 // monitorSecond pushes second t: tot are the counts at its end, h its
 // latency histogram.
 func (c *Client) monitorSecond(t int64, tot Counts, h *hdrhistogram.Histogram) {
-	m := c.mon
+	m := c.stats.mon
 	if m == nil {
 		return
 	}
@@ -74,9 +74,9 @@ func (c *Client) mountObservability(mux *http.ServeMux) {
 	col := &obs.Collector{
 		Descs: []*prometheus.Desc{latDesc},
 		Extra: func(ch chan<- prometheus.Metric) {
-			c.histMu.Lock()
-			count, sum, buckets := promBuckets(c.cum)
-			c.histMu.Unlock()
+			c.stats.histMu.Lock()
+			count, sum, buckets := promBuckets(c.stats.cum)
+			c.stats.histMu.Unlock()
 			ch <- prometheus.MustNewConstHistogram(latDesc, count, sum, buckets)
 		},
 	}

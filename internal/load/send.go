@@ -72,7 +72,7 @@ func (c *Client) tick() time.Duration {
 	if c.o.Tick > 0 {
 		return c.o.Tick
 	}
-	share := float64(c.QPS()) * float64(c.to-c.from+1) / float64(c.o.Total)
+	share := float64(c.QPS()) * float64(c.cfg.to-c.cfg.from+1) / float64(c.o.Total)
 	if share <= 0 {
 		return idleTick
 	}
@@ -89,10 +89,10 @@ func (c *Client) tick() time.Duration {
 // wakes a few times a second instead of 125.
 func (c *Client) wait(sec int64, q, j1 int, now int64) time.Duration {
 	next := (sec + 1) * 1e9
-	if j, ok := c.share.Next(sec, q, j1); ok {
+	if j, ok := c.cfg.share.Next(sec, q, j1); ok {
 		next = sec*1e9 + int64(schedule.SlotOffset(j, q))
 	} else if qn := c.QPS(); qn > 0 {
-		if j, ok := c.share.Next(sec+1, qn, 0); ok {
+		if j, ok := c.cfg.share.Next(sec+1, qn, 0); ok {
 			next = (sec+1)*1e9 + int64(schedule.SlotOffset(j, qn))
 		} else {
 			next = (sec + 2) * 1e9
@@ -137,14 +137,14 @@ func (c *Client) schedule(stop <-chan struct{}) {
 			s.flush(0)
 			return
 		case <-tk.C:
-		case <-c.rateChanged:
+		case <-c.rate.changed:
 			tk.Stop()
 		}
 		now = time.Now().UnixNano()
 		nowSec := now / 1e9
 		if nowSec-sec > maxCatchUp {
 			for ; sec < nowSec-maxCatchUp; sec++ {
-				s.skipped += uint64(c.share.Count(sec, q, j0, q))
+				s.skipped += uint64(c.cfg.share.Count(sec, q, j0, q))
 				j0, q = 0, c.QPS()
 			}
 		}
@@ -169,10 +169,10 @@ func (s *scheduler) emit(sec int64, q, j0, j1 int) {
 		return
 	}
 	c := s.c
-	loops := *c.loops.Load()
-	base := sec*1e9 - c.epochNs
-	c.share.Each(sec, q, j0, j1, func(id uint32, j int) {
-		idx := id - c.from
+	loops := *c.loops.all.Load()
+	base := sec*1e9 - c.cfg.epochNs
+	c.cfg.share.Each(sec, q, j0, j1, func(id uint32, j int) {
+		idx := id - c.cfg.from
 		st := c.users[idx].state.Load()
 		if phaseOf(st) != phOnline {
 			s.skipped++
@@ -185,7 +185,7 @@ func (s *scheduler) emit(sec int64, q, j0, j1 int) {
 		b := s.cur[li]
 		if b == nil {
 			if li >= len(loops) { // a loop seen for the first time since the snapshot
-				loops = *c.loops.Load()
+				loops = *c.loops.all.Load()
 			}
 			b = loops[li].getBatch()
 			s.cur[li] = b
@@ -209,10 +209,10 @@ func (s *scheduler) flush(linger time.Duration) {
 		// shakes/s on one loop, a fixed 600 µs linger raised p99 from 8 ms
 		// to 53 ms).
 		b.linger = max(0, linger-time.Duration(len(b.items))*perSendWork)
-		s.c.glob.inflight.Add(queued)
+		s.c.stats.glob.inflight.Add(queued)
 		if err := b.l.el.Execute(s.ctx, b); err != nil {
 			// The loop is gone (the client is stopping): not sent.
-			s.c.glob.inflight.Add(-queued)
+			s.c.stats.glob.inflight.Add(-queued)
 			b.l.skipped.Add(uint64(queued))
 			b.items = b.items[:0]
 			continue
@@ -220,7 +220,7 @@ func (s *scheduler) flush(linger time.Duration) {
 		s.cur[li] = nil
 	}
 	if s.skipped > 0 {
-		s.c.glob.skipped.Add(s.skipped)
+		s.c.stats.glob.skipped.Add(s.skipped)
 		s.skipped = 0
 	}
 }
@@ -255,7 +255,7 @@ type batch struct {
 func (b *batch) Run(context.Context) error {
 	b.l.send(b.items)
 	sleepThread(b.linger)
-	b.l.c.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
+	b.l.c.stats.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
 	b.items = b.items[:0]
 	select {
 	case b.l.free <- b:
