@@ -41,9 +41,9 @@ func pinger(c *client.Conn, gap time.Duration, stop <-chan struct{}) {
 	}
 }
 
-// kick wakes s's ticker, so that a second set on its clock (a fakeClock)
+// kickTicker wakes s's ticker, so that a second set on its clock (a fakeClock)
 // is swept now rather than at the next real second.
-func kick(s *Server) {
+func kickTicker(s *Server) {
 	select {
 	case s.kickTick <- struct{}{}:
 	default:
@@ -61,7 +61,7 @@ func stepSeconds(s *Server, clk *fakeClock, gap time.Duration, stop <-chan struc
 		case <-time.After(gap):
 		}
 		clk.Add(time.Second)
-		kick(s)
+		kickTicker(s)
 	}
 }
 
@@ -232,7 +232,7 @@ func TestDeadlinesSpareActiveConnections(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		clk.Add(step)
 		for _, s := range []*Server{on, off} {
-			kick(s)
+			kickTicker(s)
 			wait.For(t, 5*time.Second, "the server's clock", clk.sec(s))
 		}
 	}
