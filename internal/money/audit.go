@@ -110,6 +110,9 @@ func (e *Engine) Audit() (AuditReport, error) {
 		diff = append(diff, fmt.Sprintf("packet %d is in the server but not in the ledger", id))
 	}
 	for u, b := range balances {
+		if u != SystemUser && b < 0 {
+			diff = append(diff, fmt.Sprintf("user %d: balance %d below zero in the server", u, b))
+		}
 		if st.Balances[u] != b {
 			diff = append(diff, fmt.Sprintf("user %d: balance %d in the server, %d in the ledger", u, b, st.Balances[u]))
 		}
