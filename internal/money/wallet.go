@@ -93,8 +93,11 @@ func (k *moneyKeys) forget(nowMs int64) {
 		delete(k.m, k.order[n])
 		n++
 	}
-	if n > 0 {
-		k.order = append([]ledger.MoneyKey(nil), k.order[n:]...)
+	// Slicing off the front keeps the array until an append outgrows it
+	// and copies the rest to a new one (amortised): no copy per call.
+	k.order = k.order[n:]
+	if len(k.order) == 0 {
+		k.order = nil
 	}
 }
 
