@@ -504,6 +504,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(appendRecord(nil, &r))
 	}
 	f.Add(appendRecord(nil, &Record{Kind: KindRepair, Time: 1, Key: 99, Amount: 7}))
+	f.Add(appendRecord(nil, &Record{Kind: KindTopUp, Time: 1, User: 3, Amount: 500, Balance: 500, Key: 1 << 63}))
+	f.Add(appendRecord(nil, &Record{Kind: KindWithdraw, Time: 2, User: 3, Amount: 200, Balance: 300, Key: 7}))
 	f.Add([]byte{})
 	f.Add(make([]byte, fixedSize))
 	f.Fuzz(func(t *testing.T, p []byte) {
