@@ -244,11 +244,11 @@ func TestAuditWithoutLedger(t *testing.T) {
 // TestMergeAudits: the counts add up, violations name their node, and the
 // whole is clean only when every node is.
 func TestMergeAudits(t *testing.T) {
-	a := AuditReport{Records: 3, ByKind: map[string]uint64{"grant": 2, "funded": 1}, Packets: 1, Users: 2, Granted: 50, Violations: []string{}, OK: true}
+	a := AuditReport{Records: 3, ByKind: map[string]uint64{"grant": 2, "funded": 1}, Packets: 1, Users: 2, Granted: 50, TopUps: 9, Violations: []string{}, OK: true}
 	b := AuditReport{Records: 2, ByKind: map[string]uint64{"grant": 1}, Campaigns: 1, Users: 1, Granted: 7, Violations: []string{"x"}}
 	m := MergeAudits([]string{"n1", "n2"}, []AuditReport{a, b})
 	if m.Records != 5 || m.ByKind["grant"] != 3 || m.ByKind["funded"] != 1 || m.Packets != 1 || m.Campaigns != 1 || m.Users != 3 ||
-		m.Granted != 57 || !slices.Equal(m.Violations, []string{"n2: x"}) || m.OK {
+		m.Granted != 57 || m.TopUps != 9 || !slices.Equal(m.Violations, []string{"n2: x"}) || m.OK {
 		t.Fatalf("merged %+v", m)
 	}
 	if one := MergeAudits([]string{"n1"}, []AuditReport{a}); !one.OK || one.Records != 3 || len(one.Violations) != 0 {
