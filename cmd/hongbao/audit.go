@@ -81,8 +81,8 @@ func runAudit(ctx context.Context, args []string) error {
 			return err
 		}
 	} else {
-		fmt.Printf("records %d (%v), packets %d, campaigns %d, users %d, granted %d cents\n",
-			rep.Records, rep.ByKind, rep.Packets, rep.Campaigns, rep.Users, rep.Granted)
+		fmt.Printf("records %d (%v), packets %d, campaigns %d, users %d, granted %d cents, topped up %d, withdrawn %d\n",
+			rep.Records, rep.ByKind, rep.Packets, rep.Campaigns, rep.Users, rep.Granted, rep.TopUps, rep.Withdrawn)
 		for _, v := range rep.Violations {
 			fmt.Println("VIOLATION:", v)
 		}

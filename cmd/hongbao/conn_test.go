@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -76,6 +77,19 @@ func pipeline(t testing.TB, c *client.Conn, n int, frame func(b []byte, i int) [
 	return out
 }
 
+// topUp credits user with cents through the server's POST /api/topup: a
+// user sends group packets only from what it holds.
+func topUp(t testing.TB, a *harness.ServerAdmin, user uint32, cents uint64) {
+	t.Helper()
+	topUps++
+	var tr server.Transfer
+	if err := a.Post("/api/topup", map[string]any{"user": user, "cents": cents, "key": fmt.Sprintf("test-%d-%d", user, topUps)}, &tr); err != nil || tr.Cents != cents {
+		t.Fatalf("top-up of %d cents to user %d: %+v %v", cents, user, tr, err)
+	}
+}
+
+var topUps int
+
 // TestNonReadingRecipientBoundedRSS: 200,000 group packets are sent to a
 // recipient that logged in and never reads. The server (a child process)
 // closes it as a slow reader once 64 KiB wait for it beyond what the
@@ -95,6 +109,7 @@ func TestNonReadingRecipientBoundedRSS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		topUp(t, srv.Admin, 1, 10*packets)
 		conns := loginAll(t, srv.Addr, secret, []uint32{1, 2})
 		before, err := procstat.Read(srv.Pid())
 		if err != nil {

@@ -20,7 +20,7 @@ import (
 )
 
 // writeHistory writes a consistent history of about n records with the
-// real ledger.Log into dir: shake grants and group packets funded to three
+// real ledger.Log into dir: shake grants, top-ups, and group packets funded to three
 // users, each opened by some of them. It returns the records, each one's
 // offset in the file, and the file's bytes.
 func writeHistory(t *testing.T, dir string, rng *rand.Rand, n int) ([]ledger.Record, []int64, []byte) {
@@ -43,7 +43,11 @@ func writeHistory(t *testing.T, dir string, rng *rand.Rand, n int) ([]ledger.Rec
 		pid++
 		to := []uint32{100 + uint32(rng.Intn(100)), 200 + uint32(rng.Intn(100)), 300 + uint32(rng.Intn(100))}
 		total := uint64(3 + rng.Intn(300))
-		add(ledger.Record{Kind: ledger.KindFunded, Packet: pid, User: 1 + uint32(rng.Intn(40)), Amount: total, Shares: 3, Key: uint64(pid), Recipients: to}, -int64(total))
+		sender := 1 + uint32(rng.Intn(40))
+		if short := int64(total) - bal[sender]; short > 0 { // a sender only sends what it holds
+			add(ledger.Record{Kind: ledger.KindTopUp, User: sender, Amount: uint64(short) + 500, Key: uint64(len(rs))}, short+500)
+		}
+		add(ledger.Record{Kind: ledger.KindFunded, Packet: pid, User: sender, Amount: total, Shares: 3, Key: uint64(pid), Recipients: to}, -int64(total))
 		remaining, left := total, uint32(3)
 		for _, u := range to[:rng.Intn(4)] {
 			a := remaining

@@ -54,6 +54,7 @@ func TestSoakMemoryIsFlat(t *testing.T) {
 	start := time.Now()
 	for i := range senders {
 		u := uint32(i + 1)
+		topUp(t, srv.Admin, u, 300*rate/senders*uint64(d.Seconds()+60))
 		c, err := client.Dial(srv.Addr)
 		if err != nil {
 			t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 )
 
 // randomHistory is a consistent random history of about n records: shake
-// grants from a campaign, and group packets funded to 3..40 recipients
+// grants from a campaign, top-ups, and group packets funded to 3..40 recipients
 // with some of their shares granted and some refunded, each record with
 // the balance it leaves.
 func randomHistory(rng *rand.Rand, n int) []Record {
@@ -31,6 +31,7 @@ func randomHistory(rng *rand.Rand, n int) []Record {
 		rs = append(rs, r)
 	}
 	var pid, shake uint32
+	var topups uint64
 	for len(rs) < n {
 		if rng.Intn(3) == 0 {
 			shake++
@@ -47,6 +48,12 @@ func randomHistory(rng *rand.Rand, n int) []Record {
 		}
 		shares := uint32(1 + rng.Intn(len(to)))
 		total := uint64(shares) * uint64(1+rng.Intn(100))
+		if short := int64(total) - bal[sender]; short > 0 {
+			// A sender only sends what it holds: top it up first.
+			topups++
+			a := uint64(short) + uint64(rng.Intn(1000))
+			add(Record{Kind: KindTopUp, User: sender, Amount: a, Key: topups}, int64(a))
+		}
 		add(Record{Kind: KindFunded, Packet: pid, User: sender, Amount: total, Shares: shares, Expiry: 1 << 40, Key: uint64(pid), Recipients: to}, -int64(total))
 		remaining, left := total, shares
 		for i := range rng.Intn(int(shares) + 1) {
@@ -497,6 +504,8 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(appendRecord(nil, &r))
 	}
 	f.Add(appendRecord(nil, &Record{Kind: KindRepair, Time: 1, Key: 99, Amount: 7}))
+	f.Add(appendRecord(nil, &Record{Kind: KindTopUp, Time: 1, User: 3, Amount: 500, Balance: 500, Key: 1 << 63}))
+	f.Add(appendRecord(nil, &Record{Kind: KindWithdraw, Time: 2, User: 3, Amount: 200, Balance: 300, Key: 7}))
 	f.Add([]byte{})
 	f.Add(make([]byte, fixedSize))
 	f.Fuzz(func(t *testing.T, p []byte) {

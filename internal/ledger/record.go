@@ -30,8 +30,14 @@ const (
 	// audit notes it. Its Time is that of the record before it, so that
 	// the ledger's clock (the latest record time) does not jump.
 	KindRepair Kind = 7
+	// KindTopUp is money entering a user's account from outside: User,
+	// Amount, Balance, Key (the hash of the operator's idempotency key).
+	KindTopUp Kind = 8
+	// KindWithdraw is money leaving a user's account: User, Amount,
+	// Balance, Key (as for KindTopUp).
+	KindWithdraw Kind = 9
 
-	lastKind = KindRepair // a higher kind is not a record
+	lastKind = KindWithdraw // a higher kind is not a record
 )
 
 func (k Kind) String() string {
@@ -50,6 +56,10 @@ func (k Kind) String() string {
 		return "refund"
 	case KindRepair:
 		return "repair"
+	case KindTopUp:
+		return "topup"
+	case KindWithdraw:
+		return "withdraw"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

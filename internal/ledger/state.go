@@ -6,7 +6,29 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"time"
 )
+
+// KeyWindow is how long a top-up's or withdrawal's idempotency key is
+// remembered: the same key within it moves the money once. Replay keeps the
+// keys of the last KeyWindow of the ledger (by record time), so the memory
+// they take is bounded by the rate of top-ups, not by history.
+const KeyWindow = 24 * time.Hour
+
+// MoneyKey is a top-up's or withdrawal's idempotency key: the two kinds
+// have keys of their own.
+type MoneyKey struct {
+	Kind Kind
+	Key  uint64
+}
+
+// KeyUse is the movement a MoneyKey made.
+type KeyUse struct {
+	User    uint32
+	Amount  uint64
+	Balance int64
+	Time    int64 // Unix milliseconds
+}
 
 // Packet is a group packet as the ledger knows it.
 type Packet struct {
@@ -67,6 +89,14 @@ type State struct {
 	// amount of the packets still in Packets.
 	Funded, Closed                        uint64
 	FundedAmount, SharesGranted, Refunded uint64
+	// Money in and out of the system: top-ups and withdrawals (cents),
+	// and the shake packets granted by campaigns (ShakeGranted, part of
+	// GrantedTotal). Conservation: TopUps - Withdrawn + ShakeGranted =
+	// the sum of every balance (the system account's too) + the remaining
+	// amount of the live group packets.
+	TopUps, Withdrawn, ShakeGranted uint64
+	// Keys are the top-up and withdrawal keys of the last KeyWindow.
+	Keys map[MoneyKey]KeyUse
 
 	violations []string
 	refunded   idSet       // closed by their refund
@@ -74,12 +104,13 @@ type State struct {
 	shakes     idSet       // shake packets granted
 	full       expiryQueue // packets with every share granted, by expiry
 	now        int64       // the latest record time seen, Unix ms
+	keyOrder   []MoneyKey  // Keys in record order, to forget them after KeyWindow
 }
 
 // NewState returns an empty state.
 func NewState() *State {
 	return &State{Packets: map[uint32]*Packet{}, Campaigns: map[uint32]*Campaign{},
-		Balances: map[uint32]int64{}, Computed: map[uint32]int64{}, ByKind: map[Kind]uint64{}}
+		Balances: map[uint32]int64{}, Computed: map[uint32]int64{}, ByKind: map[Kind]uint64{}, Keys: map[MoneyKey]KeyUse{}}
 }
 
 func (s *State) violate(format string, a ...any) {
@@ -95,6 +126,34 @@ func (s *State) balance(r *Record, delta int64) {
 		s.violate("user %d: balance %d recorded after %s of packet %d differs from grants - sends + refunds = %d", r.User, got, r.Kind, r.Packet, want)
 		s.Computed[r.User] = got // report each divergence once
 	}
+	// Only the system account (user 0) may run below zero: it funds the
+	// generators' packets.
+	if r.User != 0 && r.Balance < 0 {
+		s.violate("user %d: balance %d below zero after %s of %d cents (packet %d)", r.User, r.Balance, r.Kind, r.Amount, r.Packet)
+	}
+}
+
+// keyed applies a top-up or withdrawal's key: a key seen within
+// KeyWindow moved money twice.
+func (s *State) keyed(r *Record) {
+	for len(s.keyOrder) > 0 {
+		k := s.keyOrder[0]
+		if u, ok := s.Keys[k]; ok && u.Time > s.now-KeyWindow.Milliseconds() {
+			break
+		}
+		delete(s.Keys, k)
+		s.keyOrder = s.keyOrder[1:]
+	}
+	if len(s.keyOrder) == 0 {
+		s.keyOrder = nil // let a drained slice's array go
+	}
+	k := MoneyKey{r.Kind, r.Key}
+	if u, dup := s.Keys[k]; dup {
+		s.violate("%s key %#x used twice: user %d, %d cents at %d ms, and user %d, %d cents at %d ms", r.Kind, r.Key, u.User, u.Amount, u.Time, r.User, r.Amount, r.Time)
+		return
+	}
+	s.Keys[k] = KeyUse{User: r.User, Amount: r.Amount, Balance: r.Balance, Time: r.Time}
+	s.keyOrder = append(s.keyOrder, k)
 }
 
 // Apply applies one record, noting any violation it shows.
@@ -135,6 +194,7 @@ func (s *State) Apply(r *Record) {
 		c.Taken++
 		c.AmountTaken += r.Amount
 		s.GrantedTotal += r.Amount
+		s.ShakeGranted += r.Amount
 		s.balance(r, int64(r.Amount))
 	case KindFunded:
 		if _, dup := s.Packets[r.Packet]; dup || s.refunded.has(r.Packet) || s.finished.has(r.Packet) {
@@ -215,6 +275,20 @@ func (s *State) Apply(r *Record) {
 		s.Refunded += r.Amount
 		p.Remaining, p.SharesLeft = r.Remaining, r.SharesLeft
 		s.close(p, &s.refunded)
+	case KindTopUp:
+		if r.User == 0 {
+			s.violate("top-up of %d cents to the system account", r.Amount)
+		}
+		s.TopUps += r.Amount
+		s.balance(r, int64(r.Amount))
+		s.keyed(r)
+	case KindWithdraw:
+		if r.User == 0 {
+			s.violate("withdrawal of %d cents from the system account", r.Amount)
+		}
+		s.Withdrawn += r.Amount
+		s.balance(r, -int64(r.Amount))
+		s.keyed(r)
 	}
 }
 
@@ -291,10 +365,22 @@ func (s *State) Violations() []string {
 		users = append(users, u)
 	}
 	sort.Slice(users, func(i, j int) bool { return users[i] < users[j] })
+	var sum int64
 	for _, u := range users {
+		sum += s.Balances[u]
 		if s.Balances[u] != s.Computed[u] {
 			out = append(out, fmt.Sprintf("user %d: balance %d differs from grants - sends + refunds = %d", u, s.Balances[u], s.Computed[u]))
 		}
+		if u != 0 && s.Balances[u] < 0 {
+			out = append(out, fmt.Sprintf("user %d: balance %d below zero", u, s.Balances[u]))
+		}
+	}
+	// Money is neither made nor lost inside: what came in (top-ups and
+	// campaigns' shake grants) less what went out is held in balances and
+	// in the live packets' remainders.
+	if in := int64(s.TopUps) - int64(s.Withdrawn) + int64(s.ShakeGranted); in != sum+int64(remaining) {
+		out = append(out, fmt.Sprintf("conservation: top-ups %d - withdrawals %d + shake grants %d = %d differ from balances %d + packet remainders %d = %d",
+			s.TopUps, s.Withdrawn, s.ShakeGranted, in, sum, remaining, sum+int64(remaining)))
 	}
 	return out
 }

@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// history writes n packets of 3 shares (300 cents) from user 1: the
+// history tops user 1 up with 300 x n cents and writes n packets of 3
+// shares (300 cents) from user 1: the
 // first refunded after two opens, the second opened by all three and
 // expired, alternately; each at ms 10*i, expiring 5 ms later.
 func history(n int) []Record {
@@ -17,6 +18,7 @@ func history(n int) []Record {
 		r.Balance = bal[r.User]
 		rs = append(rs, r)
 	}
+	rec(Record{Kind: KindTopUp, User: 1, Amount: 300 * uint64(n), Key: 1}, 300*int64(n))
 	for i := range n {
 		id, t := uint32(i+1), int64(10*i)
 		rec(Record{Kind: KindFunded, Time: t, Packet: id, User: 1, Amount: 300, Shares: 3, Remaining: 300, SharesLeft: 3, Expiry: t + 5, Key: uint64(id), Recipients: []uint32{2, 3, 4}}, -300)
@@ -140,5 +142,49 @@ func TestIDSet(t *testing.T) {
 	}
 	if s.has(2) || s.has(65537) || len(s) != 4 {
 		t.Fatalf("set %d blocks", len(s))
+	}
+}
+
+// TestWalletViolations: a user's balance below zero, a top-up key used
+// twice within KeyWindow, and money that appears from nowhere are flagged;
+// a key reused after KeyWindow and the system account below zero are not.
+func TestWalletViolations(t *testing.T) {
+	win := KeyWindow.Milliseconds()
+	cases := []struct {
+		name string
+		rs   []Record
+		want string // "" for a clean history
+	}{
+		{"clean", []Record{
+			{Kind: KindTopUp, Time: 1, User: 5, Amount: 100, Balance: 100, Key: 1},
+			{Kind: KindWithdraw, Time: 2, User: 5, Amount: 40, Balance: 60, Key: 1},
+			{Kind: KindFunded, Time: 3, Packet: 1, User: 0, Amount: 10, Shares: 1, Expiry: 1 << 40, Balance: -10, Recipients: []uint32{5}}}, ""},
+		{"below zero", []Record{
+			{Kind: KindTopUp, Time: 1, User: 5, Amount: 5, Balance: 5, Key: 1},
+			{Kind: KindFunded, Time: 3, Packet: 1, User: 5, Amount: 10, Shares: 1, Expiry: 1 << 40, Balance: -5, Recipients: []uint32{6}}},
+			"user 5: balance -5 below zero after funded"},
+		{"key twice", []Record{
+			{Kind: KindTopUp, Time: 1, User: 5, Amount: 5, Balance: 5, Key: 9},
+			{Kind: KindTopUp, Time: 2, User: 5, Amount: 5, Balance: 10, Key: 9}},
+			"topup key 0x9 used twice"},
+		{"key again after the window", []Record{
+			{Kind: KindTopUp, Time: 1, User: 5, Amount: 5, Balance: 5, Key: 9},
+			{Kind: KindTopUp, Time: 1 + win, User: 5, Amount: 5, Balance: 10, Key: 9}}, ""},
+		{"money from nowhere", []Record{
+			{Kind: KindTopUp, Time: 1, User: 5, Amount: 5, Balance: 5, Key: 1},
+			{Kind: KindTopUp, Time: 2, User: 6, Amount: 5, Balance: 50, Key: 2}},
+			"conservation: top-ups 10 - withdrawals 0 + shake grants 0 = 10 differ from balances 55"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := NewState()
+			for _, r := range tc.rs {
+				st.Apply(&r)
+			}
+			v := strings.Join(st.Violations(), "\n")
+			if tc.want == "" && v != "" || !strings.Contains(v, tc.want) {
+				t.Fatalf("violations:\n%s\nwant %q", v, tc.want)
+			}
+		})
 	}
 }

@@ -11,14 +11,17 @@ import (
 
 // AuditReport is the result of checking the ledger.
 type AuditReport struct {
-	Records    uint64            `json:"records"`
-	ByKind     map[string]uint64 `json:"by_kind"`
-	Packets    int               `json:"packets"`
-	Campaigns  int               `json:"campaigns"`
-	Users      int               `json:"users"`
-	Granted    uint64            `json:"granted_amount"`
-	Violations []string          `json:"violations"`
-	OK         bool              `json:"ok"`
+	Records   uint64            `json:"records"`
+	ByKind    map[string]uint64 `json:"by_kind"`
+	Packets   int               `json:"packets"`
+	Campaigns int               `json:"campaigns"`
+	Users     int               `json:"users"`
+	Granted   uint64            `json:"granted_amount"`
+	// Money in and out: top-ups and withdrawals, cents.
+	TopUps     uint64   `json:"topup_amount"`
+	Withdrawn  uint64   `json:"withdrawn_amount"`
+	Violations []string `json:"violations"`
+	OK         bool     `json:"ok"`
 }
 
 // ErrNoLedger is returned by Audit on an engine without a ledger.
@@ -110,6 +113,9 @@ func (e *Engine) Audit() (AuditReport, error) {
 		diff = append(diff, fmt.Sprintf("packet %d is in the server but not in the ledger", id))
 	}
 	for u, b := range balances {
+		if u != SystemUser && b < 0 {
+			diff = append(diff, fmt.Sprintf("user %d: balance %d below zero in the server", u, b))
+		}
 		if st.Balances[u] != b {
 			diff = append(diff, fmt.Sprintf("user %d: balance %d in the server, %d in the ledger", u, b, st.Balances[u]))
 		}
@@ -128,7 +134,7 @@ func (e *Engine) Audit() (AuditReport, error) {
 // ReportOf summarises a replayed ledger and its violations.
 func ReportOf(st *ledger.State) AuditReport {
 	rep := AuditReport{Records: st.Records, ByKind: map[string]uint64{}, Packets: int(st.Funded), Campaigns: len(st.Campaigns),
-		Users: len(st.Balances), Granted: st.GrantedTotal, Violations: st.Violations()}
+		Users: len(st.Balances), Granted: st.GrantedTotal, TopUps: st.TopUps, Withdrawn: st.Withdrawn, Violations: st.Violations()}
 	for k, n := range st.ByKind {
 		rep.ByKind[k.String()] = n
 	}
@@ -153,6 +159,8 @@ func MergeAudits(names []string, reps []AuditReport) AuditReport {
 		out.Campaigns += r.Campaigns
 		out.Users += r.Users
 		out.Granted += r.Granted
+		out.TopUps += r.TopUps
+		out.Withdrawn += r.Withdrawn
 		for _, v := range r.Violations {
 			out.Violations = append(out.Violations, fmt.Sprintf("%s: %s", names[i], v))
 		}

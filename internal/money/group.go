@@ -86,6 +86,7 @@ type groups struct {
 	grantedAmount, refunded      atomic.Uint64
 	fundedAmount, pushes         atomic.Uint64
 	tooMany, rateLimited         atomic.Uint64 // sends refused by the limits
+	insufficient                 atomic.Uint64 // sends refused for the sender's balance
 }
 
 const groupShards = 64
@@ -172,13 +173,19 @@ func (g *groups) send(sp SendSpec, done func(id, result uint32)) (uint32, uint32
 		})
 		return id, proto.ResultOK, true
 	}
+	// A first look, so that a send the balance plainly cannot cover
+	// takes no id and no place in the limits; the check that counts is
+	// the one tryMove makes under the balance lock below.
+	if !covered(sp.Sender, e.Balance(sp.Sender), int64(sp.Total)) {
+		is.mu.Unlock()
+		g.insufficient.Add(1)
+		return 0, proto.ResultInsufficientFunds, false
+	}
 	if r := g.admit(is, &sp); r != proto.ResultOK {
 		is.mu.Unlock()
 		return 0, r, false
 	}
 	id := g.nextID.Add(1)
-	is.m[k] = id
-	is.mPeak = max(is.mPeak, len(is.m))
 	p := &gpacket{id: id, sender: sp.Sender, total: uint64(sp.Total), shares: sp.Shares, key: sp.Key,
 		expiry: e.clock.Now().Add(e.lim.PacketTTL).UnixMilli(),
 		sorted: slices.Clone(sp.Recipients), remaining: uint64(sp.Total), left: sp.Shares}
@@ -186,31 +193,45 @@ func (g *groups) send(sp SendSpec, done func(id, result uint32)) (uint32, uint32
 	slices.Sort(p.sorted)
 	sh := g.shard(id)
 	sh.mu.Lock()
-	sh.packets[id] = p
-	sh.peak = max(sh.peak, len(sh.packets))
-	sh.fifo.push(p)
 	// The record keeps the recipients in the sender's order; sp.Recipients
 	// is this send's own slice, never changed after.
 	rec := ledger.Record{Kind: ledger.KindFunded, Time: e.clock.Now().UnixMilli(), Packet: id, Amount: p.total, Shares: p.shares,
 		Remaining: p.total, SharesLeft: p.shares, Expiry: p.expiry, Key: p.key, Recipients: sp.Recipients}
+	var done2 ledger.Done
+	if e.led != nil {
+		done2 = ledger.DoneFunc(func(_ *ledger.Record, err error) {
+			if err != nil {
+				e.log.Error("ledger: funding a packet", "packet", id, "err", err)
+				done(id, proto.ResultLedgerFailed)
+				return
+			}
+			g.funded(p)
+			done(id, proto.ResultOK)
+			g.push(p)
+		})
+	}
+	// The debit is checked and queued under the balance lock while the
+	// shard's lock is held: an open of the packet (pushed once the record
+	// is durable) waits for the shard, so it finds the packet below.
+	if !e.tryMove(sp.Sender, -int64(p.total), &rec, done2) {
+		sh.mu.Unlock()
+		g.unadmit(is, &sp)
+		is.mu.Unlock()
+		g.insufficient.Add(1)
+		return 0, proto.ResultInsufficientFunds, false
+	}
+	is.m[k] = id
+	is.mPeak = max(is.mPeak, len(is.m))
+	sh.packets[id] = p
+	sh.peak = max(sh.peak, len(sh.packets))
+	sh.fifo.push(p)
 	if e.led == nil {
-		e.move(sp.Sender, -int64(p.total), &rec, nil)
 		sh.mu.Unlock()
 		is.mu.Unlock()
 		g.funded(p)
 		g.push(p)
 		return id, proto.ResultOK, false
 	}
-	e.move(sp.Sender, -int64(p.total), &rec, ledger.DoneFunc(func(_ *ledger.Record, err error) {
-		if err != nil {
-			e.log.Error("ledger: funding a packet", "packet", id, "err", err)
-			done(id, proto.ResultLedgerFailed)
-			return
-		}
-		g.funded(p)
-		done(id, proto.ResultOK)
-		g.push(p)
-	}))
 	sh.mu.Unlock()
 	is.mu.Unlock()
 	return id, proto.ResultOK, true
@@ -261,6 +282,27 @@ func (g *groups) admit(is *idemShard, sp *SendSpec) uint32 {
 		is.livePeak = max(is.livePeak, len(is.live))
 	}
 	return proto.ResultOK
+}
+
+// unadmit takes back what admit counted for a send refused after it.
+// is is sp.Sender's idem shard, locked.
+func (g *groups) unadmit(is *idemShard, sp *SendSpec) {
+	g.live.Add(-1)
+	if sp.Sender == SystemUser {
+		return
+	}
+	if is.rateSec == g.e.clock.Second() {
+		if n := is.rate[sp.Sender]; n > uint32(len(sp.Recipients)) {
+			is.rate[sp.Sender] = n - uint32(len(sp.Recipients))
+		} else {
+			delete(is.rate, sp.Sender)
+		}
+	}
+	if n := is.live[sp.Sender]; n > 1 {
+		is.live[sp.Sender] = n - 1
+	} else {
+		delete(is.live, sp.Sender)
+	}
 }
 
 // forget drops what is kept of an evicted packet outside its shard: its
@@ -562,7 +604,10 @@ type GroupStats struct {
 	// Sends refused by the limits of live state (results 30 and 31).
 	TooMany     uint64 `json:"too_many_packets"`
 	RateLimited uint64 `json:"rate_limited"`
-	Live        int64  `json:"live"` // packets in memory now (a gauge)
+	// Sends refused because the sender's balance did not cover them
+	// (result 32).
+	InsufficientFunds uint64 `json:"insufficient_funds"`
+	Live              int64  `json:"live"` // packets in memory now (a gauge)
 }
 
 // GroupStats reads the group-packet counters.
@@ -570,7 +615,7 @@ func (e *Engine) GroupStats() GroupStats {
 	g := &e.groups
 	return GroupStats{Sent: g.sent.Load(), FundedAmount: g.fundedAmount.Load(), Opens: g.opens.Load(), Grants: g.grants.Load(),
 		GrantedAmount: g.grantedAmount.Load(), Refunds: g.refunds.Load(), Refunded: g.refunded.Load(), Pushes: g.pushes.Load(),
-		TooMany: g.tooMany.Load(), RateLimited: g.rateLimited.Load(), Live: g.live.Load()}
+		TooMany: g.tooMany.Load(), RateLimited: g.rateLimited.Load(), InsufficientFunds: g.insufficient.Load(), Live: g.live.Load()}
 }
 
 // Holdings is what the engine holds in memory for group packets. Every

@@ -11,7 +11,8 @@
 //
 // The files split by concern: money.go (the engine, balances), queue.go
 // (the SETs' waiting packets), campaign.go (shake campaigns), group.go
-// (group packets), generator.go (the system account's sends), audit.go.
+// (group packets), generator.go (the system account's sends), wallet.go
+// (top-ups and withdrawals), audit.go.
 package money
 
 import (
@@ -91,6 +92,9 @@ type Limits struct {
 	MaxCampaignRate, MaxCampaignCount uint32
 	// MaxWaiting bounds the shake packets issued and waiting in the SETs.
 	MaxWaiting int
+	// MaxMoneyKeys bounds the top-up and withdrawal keys remembered
+	// (ledger.KeyWindow long); zero is DefaultMaxMoneyKeys.
+	MaxMoneyKeys int
 	// AmountMin and AmountMax are a generator's default amount range.
 	AmountMin, AmountMax uint32
 }
@@ -126,6 +130,7 @@ type Engine struct {
 	groups groups
 	camps  campaigns
 	gens   generators
+	keys   moneyKeys
 }
 
 // New makes an engine with nothing in it; Restore fills it from a ledger.
@@ -140,6 +145,7 @@ func New(c Config) *Engine {
 	}
 	e.groups.init(e)
 	e.camps.init(e)
+	e.keys.m = map[ledger.MoneyKey]*keyUse{}
 	return e
 }
 
@@ -162,10 +168,30 @@ func (e *Engine) balanceOf(u uint32) *balShard { return &e.bals[u%uint32(len(e.b
 
 // move changes user's balance by delta, fills rec's User and Balance and
 // queues rec to the ledger under the balance lock. Without a ledger, done
-// (if any) runs at once, after the lock.
+// (if any) runs at once, after the lock. It is for credits: a debit goes
+// through tryMove, which may refuse it.
 func (e *Engine) move(user uint32, delta int64, rec *ledger.Record, done ledger.Done) {
+	e.tryMove(user, delta, rec, done)
+}
+
+// covered reports whether user's balance covers a debit of amount cents:
+// a user's balance never goes below zero; the system account (user 0),
+// which funds the generators' packets, may.
+func covered(user uint32, bal int64, amount int64) bool {
+	return user == SystemUser || bal >= amount
+}
+
+// tryMove is move, refused (false, nothing queued, done not called) when
+// delta is a debit the balance does not cover. The check and the change
+// happen under one hold of the balance lock, so concurrent debits of one
+// user can never take it below zero together.
+func (e *Engine) tryMove(user uint32, delta int64, rec *ledger.Record, done ledger.Done) bool {
 	b := e.balanceOf(user)
 	b.mu.Lock()
+	if delta < 0 && !covered(user, b.m[user], -delta) {
+		b.mu.Unlock()
+		return false
+	}
 	bal := b.m[user] + delta
 	b.m[user] = bal
 	rec.User, rec.Balance = user, bal
@@ -177,6 +203,7 @@ func (e *Engine) move(user uint32, delta int64, rec *ledger.Record, done ledger.
 	if done != nil {
 		done.Durable(rec, nil)
 	}
+	return true
 }
 
 // Balance returns a user's balance in cents.
@@ -214,6 +241,7 @@ func (e *Engine) Restore(st *ledger.State) {
 	now := e.clock.Now()
 	e.groups.restore(st, now)
 	e.camps.restore(st, now)
+	e.keys.restore(st, now)
 	for u, b := range st.Balances {
 		e.balanceOf(u).m[u] = b
 	}

@@ -59,6 +59,18 @@ func newEngine(t *testing.T, durable bool, sink Sink) *Engine {
 	return New(c)
 }
 
+// fund tops user up with cents (a key of its own each call) and fails the
+// test if the top-up does not go through.
+func fund(t testing.TB, e *Engine, user uint32, cents uint64) {
+	t.Helper()
+	fundN++
+	if _, err := e.TopUp(user, cents, fmt.Sprintf("fund-%d-%d", user, fundN)); err != nil {
+		t.Fatalf("top-up of user %d: %v", user, err)
+	}
+}
+
+var fundN int
+
 // sendWait sends sp and waits for its answer, at once or from the ledger.
 func sendWait(t *testing.T, e *Engine, sp SendSpec) (id, result uint32, later bool) {
 	t.Helper()
@@ -109,6 +121,7 @@ func TestSendAnswersAtOnceOrLater(t *testing.T) {
 		t.Run(fmt.Sprintf("ledger=%v", durable), func(t *testing.T) {
 			k := &told{}
 			e := newEngine(t, durable, k)
+			fund(t, e, 1, 120)
 			cases := []struct {
 				name   string
 				sp     SendSpec
@@ -121,6 +134,8 @@ func TestSendAnswersAtOnceOrLater(t *testing.T) {
 				{"system user recipient", SendSpec{Sender: 1, Total: 10, Shares: 1, Key: 3, Recipients: []uint32{0}}, proto.ResultBadRecipients, false},
 				{"second live", SendSpec{Sender: 1, Total: 10, Shares: 1, Key: 4, Recipients: to}, proto.ResultOK, true},
 				{"third live", SendSpec{Sender: 1, Total: 10, Shares: 1, Key: 5, Recipients: to}, proto.ResultTooManyPackets, false},
+				{"no funds", SendSpec{Sender: 4, Total: 10, Shares: 1, Key: 1, Recipients: to}, proto.ResultInsufficientFunds, false},
+				{"over the balance", SendSpec{Sender: 1, Total: 11, Shares: 1, Key: 6, Recipients: to}, proto.ResultInsufficientFunds, false},
 			}
 			var first uint32
 			for _, c := range cases {
@@ -148,11 +163,11 @@ func TestSendAnswersAtOnceOrLater(t *testing.T) {
 				!slices.Equal(k.to[0], []uint32{2, 3}) {
 				t.Fatalf("pushes %+v to %v, want two, the first of packet %d to 2 and 3", k.pushes, k.to, first)
 			}
-			if g := e.GroupStats(); g.Sent != 2 || g.FundedAmount != 110 || g.Pushes != 4 || g.TooMany != 1 || g.Live != 2 {
+			if g := e.GroupStats(); g.Sent != 2 || g.FundedAmount != 110 || g.Pushes != 4 || g.TooMany != 1 || g.InsufficientFunds != 2 || g.Live != 2 {
 				t.Fatalf("stats %+v", g)
 			}
-			if b := e.Balance(1); b != -110 {
-				t.Fatalf("sender's balance %d, want -110", b)
+			if b, b4 := e.Balance(1), e.Balance(4); b != 10 || b4 != 0 {
+				t.Fatalf("senders' balances %d and %d, want 10 and 0", b, b4)
 			}
 		})
 	}
@@ -164,6 +179,7 @@ func TestSendAnswersAtOnceOrLater(t *testing.T) {
 func TestExpireRefundsAndTells(t *testing.T) {
 	k := &told{}
 	e := newEngine(t, true, k)
+	fund(t, e, 1, 100)
 	id, _, _ := sendWait(t, e, SendSpec{Sender: 1, Total: 100, Shares: 2, Key: 1, Recipients: []uint32{2, 3}})
 	got := openWait(t, e, 2, id)
 	e.Expire(time.Now().Add(2 * time.Hour))
@@ -191,6 +207,7 @@ func TestExpireRefundsAndTells(t *testing.T) {
 // from its ledger fails the audit.
 func TestAuditComparesLiveStateWithTheLedger(t *testing.T) {
 	e := newEngine(t, true, nil)
+	fund(t, e, 1, 100)
 	id, r, _ := sendWait(t, e, SendSpec{Sender: 1, Total: 100, Shares: 2, Key: 1, Recipients: []uint32{2, 3}})
 	if r != proto.ResultOK {
 		t.Fatalf("send: %d", r)
@@ -227,11 +244,11 @@ func TestAuditWithoutLedger(t *testing.T) {
 // TestMergeAudits: the counts add up, violations name their node, and the
 // whole is clean only when every node is.
 func TestMergeAudits(t *testing.T) {
-	a := AuditReport{Records: 3, ByKind: map[string]uint64{"grant": 2, "funded": 1}, Packets: 1, Users: 2, Granted: 50, Violations: []string{}, OK: true}
+	a := AuditReport{Records: 3, ByKind: map[string]uint64{"grant": 2, "funded": 1}, Packets: 1, Users: 2, Granted: 50, TopUps: 9, Violations: []string{}, OK: true}
 	b := AuditReport{Records: 2, ByKind: map[string]uint64{"grant": 1}, Campaigns: 1, Users: 1, Granted: 7, Violations: []string{"x"}}
 	m := MergeAudits([]string{"n1", "n2"}, []AuditReport{a, b})
 	if m.Records != 5 || m.ByKind["grant"] != 3 || m.ByKind["funded"] != 1 || m.Packets != 1 || m.Campaigns != 1 || m.Users != 3 ||
-		m.Granted != 57 || !slices.Equal(m.Violations, []string{"n2: x"}) || m.OK {
+		m.Granted != 57 || m.TopUps != 9 || !slices.Equal(m.Violations, []string{"n2: x"}) || m.OK {
 		t.Fatalf("merged %+v", m)
 	}
 	if one := MergeAudits([]string{"n1"}, []AuditReport{a}); !one.OK || one.Records != 3 || len(one.Violations) != 0 {

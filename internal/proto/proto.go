@@ -113,6 +113,9 @@ const (
 	// send: over the sender's budget of recipients x packets per second;
 	// try again in the next second.
 	ResultRateLimited uint32 = 31
+	// send: the sender's balance does not cover the packet's total;
+	// nothing was recorded.
+	ResultInsufficientFunds uint32 = 32
 )
 
 // Reason is why the server closed a connection, carried by CmdError.

@@ -152,6 +152,7 @@ func TestShedsBeforeEMFILEAndAcceptsAgain(t *testing.T) {
 // EFBIG) and expects /healthz to say so with a 503.
 func TestHealthzSaysWhenTheLedgerCannotWrite(t *testing.T) {
 	s := startServer(t, func(o *Options) { o.DataDir = t.TempDir() })
+	fund(t, s, 7, 100)
 	if code, body := health(t, s); code != http.StatusOK {
 		t.Fatalf("/healthz: %d %q", code, body)
 	}

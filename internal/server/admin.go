@@ -100,6 +100,8 @@ func (s *Server) adminHandler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, rep)
 	})
+	mux.HandleFunc("POST /api/topup", func(w http.ResponseWriter, r *http.Request) { s.serveTransfer(w, r, s.TopUp) })
+	mux.HandleFunc("POST /api/withdraw", func(w http.ResponseWriter, r *http.Request) { s.serveTransfer(w, r, s.Withdraw) })
 	mux.HandleFunc("GET /api/balance/{user}", func(w http.ResponseWriter, r *http.Request) {
 		u, err := strconv.ParseUint(r.PathValue("user"), 10, 32)
 		if err != nil {
@@ -109,6 +111,39 @@ func (s *Server) adminHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]int64{"balance": s.money.Balance(uint32(u))})
 	})
 	return s.guardAdmin(mux)
+}
+
+// transferRequest is the body of POST /api/topup and /api/withdraw.
+type transferRequest struct {
+	User  uint32 `json:"user"`
+	Cents uint64 `json:"cents"`
+	Key   string `json:"key"`
+}
+
+// serveTransfer decodes a top-up or withdrawal, runs it with do and
+// answers once it is durable: 200 with the transfer (a repeated key
+// answers the first one's, "repeat": true), 400 malformed, 409 refused
+// (balance short, or the key used for another transfer), 503 too many keys
+// or the ledger failed.
+func (s *Server) serveTransfer(w http.ResponseWriter, r *http.Request, do func(uint32, uint64, string) (Transfer, error)) {
+	var req transferRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<12))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("transfer JSON {\"user\":U,\"cents\":N,\"key\":\"...\"}: %w", err))
+		return
+	}
+	t, err := do(req.User, req.Cents, req.Key)
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, t)
+	case errors.Is(err, ErrBadTransfer):
+		writeError(w, http.StatusBadRequest, err)
+	case errors.Is(err, ErrInsufficientFunds), errors.Is(err, ErrKeyReused):
+		writeError(w, http.StatusConflict, err)
+	default:
+		writeError(w, http.StatusServiceUnavailable, err)
+	}
 }
 
 func (s *Server) startGenerator(w http.ResponseWriter, spec GeneratorSpec) {

@@ -75,6 +75,7 @@ func open(t testing.TB, c *client.Conn, packet uint32) client.OpenResult {
 
 func TestGroupSendPushOpen(t *testing.T) {
 	s := startLedgerServer(t, "", nil)
+	fund(t, s, 1, 300)
 	sender := login(t, s, 1)
 	r2, r3 := login(t, s, 2), login(t, s, 3)
 	id := send(t, sender, 300, 3, 1, 2, 3, 4, 5)
@@ -114,7 +115,7 @@ func TestGroupSendPushOpen(t *testing.T) {
 	if r := open(t, login(t, s, 6), id); r.Result != proto.ResultNotRecipient {
 		t.Fatalf("non-recipient: %+v", r)
 	}
-	if b := s.money.Balance(1); b != -300 {
+	if b := s.money.Balance(1); b != 0 {
 		t.Fatalf("sender balance %d", b)
 	}
 	rep := audit(t, s)
@@ -125,6 +126,7 @@ func TestGroupSendPushOpen(t *testing.T) {
 
 func TestGroupClassicPushAndOpen(t *testing.T) {
 	s := startLedgerServer(t, "", func(o *Options) { o.AllowClassic = true })
+	fund(t, s, 1, 50)
 	sender := login(t, s, 1)
 	cc := dial(t, s)
 	if err := cc.LoginClassic(7); err != nil {
@@ -156,6 +158,7 @@ func TestGroupRace(t *testing.T) {
 		users[i] = uint32(100 + i)
 		conns[i] = login(t, s, users[i])
 	}
+	fund(t, s, 1, total)
 	id := send(t, login(t, s, 1), total, shares, 1, users...)
 	var (
 		wg    sync.WaitGroup
@@ -192,6 +195,7 @@ func TestGroupRace(t *testing.T) {
 
 func TestGroupIdempotency(t *testing.T) {
 	s := startLedgerServer(t, "", nil)
+	fund(t, s, 1, 100)
 	sender := login(t, s, 1)
 	id := send(t, sender, 100, 2, 42, 2, 3)
 	// The same send again (say, after a lost answer) is the same packet, funded once.
@@ -223,6 +227,7 @@ func TestGroupIdempotency(t *testing.T) {
 
 func TestGroupExpiryRefundsSender(t *testing.T) {
 	s := startLedgerServer(t, "", func(o *Options) { o.PacketTTL = 2 * time.Second })
+	fund(t, s, 1, 500)
 	sender := login(t, s, 1)
 	id := send(t, sender, 500, 5, 1, 2, 3)
 	r := open(t, login(t, s, 2), id)
@@ -233,8 +238,8 @@ func TestGroupExpiryRefundsSender(t *testing.T) {
 	if ref.Packet != id || ref.Amount != 500-r.Amount {
 		t.Fatalf("refund %+v, want %d", ref, 500-r.Amount)
 	}
-	if b := s.money.Balance(1); b != -int64(r.Amount) {
-		t.Fatalf("sender balance %d, want -%d", b, r.Amount)
+	if b := s.money.Balance(1); b != 500-int64(r.Amount) {
+		t.Fatalf("sender balance %d, want 500 - %d", b, r.Amount)
 	}
 	if late := open(t, login(t, s, 3), id); late.Result != proto.ResultExpired {
 		t.Fatalf("open after expiry: %+v", late)
@@ -256,6 +261,7 @@ func TestGroupExpiryRefundsSender(t *testing.T) {
 
 func TestGroupBadInputWritesNothing(t *testing.T) {
 	s := startLedgerServer(t, "", nil)
+	fund(t, s, 1, 100)
 	c := login(t, s, 1)
 	many := make([]uint32, DefaultMaxRecipients+1)
 	for i := range many {
@@ -293,8 +299,8 @@ func TestGroupBadInputWritesNothing(t *testing.T) {
 	if err := s.led.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	if st := s.led.Stats(); st.Records != 0 {
-		t.Fatalf("bad input wrote %d records", st.Records)
+	if st := s.led.Stats(); st.Records != 1 {
+		t.Fatalf("bad input wrote %d records (after the top-up)", st.Records-1)
 	}
 	// A non-recipient writes nothing either.
 	id := send(t, c, 100, 1, 99, 2)
@@ -302,8 +308,8 @@ func TestGroupBadInputWritesNothing(t *testing.T) {
 		t.Errorf("non-recipient: %+v", r)
 	}
 	s.led.Sync()
-	if st := s.led.Stats(); st.Records != 1 {
-		t.Fatalf("%d records after one send and a refused open, want 1", st.Records)
+	if st := s.led.Stats(); st.Records != 2 {
+		t.Fatalf("%d records after a top-up, one send and a refused open, want 2", st.Records)
 	}
 	// A malformed send (count disagrees with the frame) closes the connection.
 	bad := proto.AppendSend(nil, 1, 100, 1, 7, []uint32{2, 3})
@@ -321,6 +327,7 @@ func TestGroupBadInputWritesNothing(t *testing.T) {
 func TestGroupRecovery(t *testing.T) {
 	dir := t.TempDir()
 	s := startLedgerServer(t, dir, nil)
+	fund(t, s, 1, 1010)
 	sender := login(t, s, 1)
 	id := send(t, sender, 1000, 4, 7, 2, 3, 4, 5)
 	amounts := map[uint32]uint32{}
@@ -354,7 +361,7 @@ func TestGroupRecovery(t *testing.T) {
 	if r4.Result != proto.ResultOK || r5.Result != proto.ResultOK || amounts[2]+amounts[3]+r4.Amount+r5.Amount != 1000 {
 		t.Fatalf("remaining shares after restart: %+v %+v with %v", r4, r5, amounts)
 	}
-	if b := s2.money.Balance(1); b != -1000 {
+	if b := s2.money.Balance(1); b != 10 {
 		t.Fatalf("sender balance after restart %d", b)
 	}
 	if b := s2.money.Balance(9); b != int64(shook) {
@@ -380,6 +387,7 @@ func TestGroupRecovery(t *testing.T) {
 // open are answered in the order sent.
 func TestDurableAnswersKeepOrder(t *testing.T) {
 	s := startLedgerServer(t, "", func(o *Options) { o.Sets = 1 })
+	fund(t, s, 1, 100)
 	id := send(t, login(t, s, 1), 100, 1, 1, 2)
 	if _, err := s.StartCampaign(CampaignSpec{Count: 100, Rate: 1000, Min: 1, Max: 5}); err != nil {
 		t.Fatal(err)
@@ -424,12 +432,13 @@ func TestExpiryAfterRestart(t *testing.T) {
 	dir := t.TempDir()
 	ttl := func(o *Options) { o.PacketTTL = time.Second }
 	s := startLedgerServer(t, dir, ttl)
+	fund(t, s, 1, 300)
 	id := send(t, login(t, s, 1), 300, 3, 1, 2, 3)
 	a := open(t, login(t, s, 2), id).Amount
 	stopServer(t, s)
 	time.Sleep(1100 * time.Millisecond) // past the TTL while down
 	s2 := startLedgerServer(t, dir, ttl)
-	wait.For(t, 5*time.Second, "the refund", func() bool { return s2.money.Balance(1) == -int64(a) })
+	wait.For(t, 5*time.Second, "the refund", func() bool { return s2.money.Balance(1) == 300-int64(a) })
 	if r := open(t, login(t, s2, 3), id); r.Result != proto.ResultExpired {
 		t.Fatalf("open after expiry: %+v", r)
 	}

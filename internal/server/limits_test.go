@@ -63,6 +63,8 @@ func TestSendLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newFakeClock()
 			s := startLedgerServer(t, "", func(o *Options) { o.Now = clk.Now; o.PacketTTL = time.Minute; tc.opts(o) })
+			fund(t, s, 1, 10_000)
+			fund(t, s, 2, 10_000)
 			conns := map[uint32]*client.Conn{1: login(t, s, 1), 2: login(t, s, 2)}
 			to := []uint32{10, 11, 12, 13}
 			var accepted uint64
@@ -83,8 +85,8 @@ func TestSendLimits(t *testing.T) {
 			if err := s.led.Sync(); err != nil {
 				t.Fatal(err)
 			}
-			if n := s.led.Stats().Records; n != accepted {
-				t.Fatalf("%d records for %d accepted sends: a refused send wrote", n, accepted)
+			if n := s.led.Stats().Records; n != accepted+2 {
+				t.Fatalf("%d records for 2 top-ups and %d accepted sends: a refused send wrote", n, accepted)
 			}
 			// A repeat of an accepted send answers its packet, limits or not.
 			if r, id := sendResult(t, conns[tc.sends[0].from], 100, 1, 1, to[:tc.sends[0].n]...); r != proto.ResultOK || id == 0 {
@@ -113,6 +115,7 @@ func TestSendLimits(t *testing.T) {
 func TestIdempotencyKeyLivesWithThePacket(t *testing.T) {
 	clk := newFakeClock()
 	s := startLedgerServer(t, "", func(o *Options) { o.Now = clk.Now; o.PacketTTL = time.Minute })
+	fund(t, s, 1, 200)
 	c := login(t, s, 1)
 	id := send(t, c, 100, 1, 42, 2)
 	if again := send(t, c, 100, 1, 42, 2); again != id {
@@ -164,11 +167,14 @@ func TestLiveStateDrainsAfterExpiry(t *testing.T) {
 		o.MaxLivePerSender = 1 << 20
 		o.MaxSenderRate = 1 << 30
 	})
+	const perSender = 5000
+	for u := range uint32(4) {
+		fund(t, s, u+1, 3*perSender*30) // three rounds of 30-cent packets
+	}
 	senders := []*client.Conn{login(t, s, 1), login(t, s, 2), login(t, s, 3), login(t, s, 4)}
 	opener := login(t, s, 1000)
 	base := heapAfterGC()
 	var firstAfter uint64
-	const perSender = 5000
 	for round := range 3 {
 		t0 := time.Now()
 		gen, err := s.StartGenerator(GeneratorSpec{Count: 4000, Rate: 1_000_000, From: 5000, To: 6000})
@@ -382,6 +388,7 @@ func TestRestartRebuildsOnlyLivePackets(t *testing.T) {
 	dir := t.TempDir()
 	short := func(o *Options) { o.PacketTTL = time.Second }
 	s := startLedgerServer(t, dir, short)
+	fund(t, s, 1, 210)
 	c := login(t, s, 1)
 	var old []uint32
 	for k := range 20 {

@@ -110,6 +110,7 @@ func serverMetrics() metric.Table[*reading] {
 		row{Prom: "hongbao_group_sends_refused_total", Label: "result", LabelValue: "too_many_packets",
 			Help: "Group sends refused by the limits of live state, by result.", Read: group(func(g GroupStats) uint64 { return g.TooMany })},
 		row{Prom: "hongbao_group_sends_refused_total", Label: "result", LabelValue: "rate_limited", Read: group(func(g GroupStats) uint64 { return g.RateLimited })},
+		row{Prom: "hongbao_group_sends_refused_total", Label: "result", LabelValue: "insufficient_funds", Read: group(func(g GroupStats) uint64 { return g.InsufficientFunds })},
 		row{Prom: "hongbao_group_packets_live", Help: "Group packets in memory (sent, not yet expired).", Gauge: true,
 			Read: func(r *reading) float64 { return float64(r.groups.Live) }},
 		row{Key: "connections", Prom: "hongbao_connections", Help: "TCP connections open now.", Gauge: true,

@@ -18,6 +18,7 @@ type (
 	GeneratorSpec = money.GeneratorSpec
 	GeneratorInfo = money.GeneratorInfo
 	AuditReport   = money.AuditReport
+	Transfer      = money.Transfer
 )
 
 // Campaign states.
@@ -33,6 +34,11 @@ var (
 	ErrNoCampaign       = money.ErrNoCampaign
 	ErrTooManyCampaigns = money.ErrTooManyCampaigns
 	ErrNoLedger         = money.ErrNoLedger
+	// Top-ups and withdrawals.
+	ErrBadTransfer       = money.ErrBadTransfer
+	ErrInsufficientFunds = money.ErrInsufficientFunds
+	ErrKeyReused         = money.ErrKeyReused
+	ErrTooManyKeys       = money.ErrTooManyKeys
 )
 
 // limits are the engine's limits of these options.
@@ -80,3 +86,15 @@ func (s *Server) Generators() []GeneratorInfo { return s.money.Generators() }
 
 // Audit checks the ledger against the live state (money.Engine.Audit).
 func (s *Server) Audit() (AuditReport, error) { return s.money.Audit() }
+
+// TopUp credits user with cents, once per key (money.Engine.TopUp); it
+// returns once the record is durable.
+func (s *Server) TopUp(user uint32, cents uint64, key string) (Transfer, error) {
+	return s.money.TopUp(user, cents, key)
+}
+
+// Withdraw debits user by cents, once per key, refused when the balance
+// is short (money.Engine.Withdraw).
+func (s *Server) Withdraw(user uint32, cents uint64, key string) (Transfer, error) {
+	return s.money.Withdraw(user, cents, key)
+}

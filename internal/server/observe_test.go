@@ -166,6 +166,7 @@ func labelled(d *dto, label string) map[string]float64 {
 // recipient and opened shows in the group counters and on /metrics.
 func TestGroupPacketCountersInMetrics(t *testing.T) {
 	s := startServer(t, nil)
+	fund(t, s, 21, 300)
 	alice, bob := login(t, s, 21), login(t, s, 22)
 	id := send(t, alice, 300, 1, 1, 22)
 	if p, err := bob.ReadPush(); err != nil || p.Packet != id {

@@ -99,6 +99,7 @@ func TestNonReadingRecipientIsClosedAndLosesNothing(t *testing.T) {
 				}
 				got <- n
 			}()
+			fund(t, s, 1, 10*pushes)
 			sender := login(t, s, 1)
 			ids := sendMany(t, sender, pushes, 1, 2, 3)
 			wait.For(t, 5*time.Second, "the non-reader closed as slow_reader", func() bool {

@@ -60,6 +60,7 @@ func TestDurablePipelinedShakes(t *testing.T) {
 // comes back in order.
 func TestDurableFloodIsAnsweredInOrder(t *testing.T) {
 	s := startLedgerServer(t, "", nil)
+	fund(t, s, 1, 100)
 	id := send(t, login(t, s, 1), 100, 1, 1, 2)
 	c := login(t, s, 2)
 	first := open(t, c, id)

@@ -151,7 +151,7 @@ func (g GroupStats) sub(o GroupStats) GroupStats {
 	return GroupStats{Sent: g.Sent - o.Sent, FundedAmount: g.FundedAmount - o.FundedAmount, Opens: g.Opens - o.Opens,
 		Grants: g.Grants - o.Grants, GrantedAmount: g.GrantedAmount - o.GrantedAmount, Refunds: g.Refunds - o.Refunds,
 		Refunded: g.Refunded - o.Refunded, Pushes: g.Pushes - o.Pushes, TooMany: g.TooMany - o.TooMany,
-		RateLimited: g.RateLimited - o.RateLimited, Live: g.Live}
+		RateLimited: g.RateLimited - o.RateLimited, InsufficientFunds: g.InsufficientFunds - o.InsufficientFunds, Live: g.Live}
 }
 
 // groupStats reads the group-packet counters.

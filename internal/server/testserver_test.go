@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -145,3 +147,16 @@ func httpJSON(t testing.TB, s *Server, method, path, body string, v any) int {
 	}
 	return code
 }
+
+// fund tops user up with cents through POST /api/topup (a key of its own
+// each call): a user sends group packets only from what it holds.
+func fund(t testing.TB, s *Server, user uint32, cents uint64) {
+	t.Helper()
+	var tr Transfer
+	body := fmt.Sprintf(`{"user":%d,"cents":%d,"key":"fund-%d-%d"}`, user, cents, user, fundKey.Add(1))
+	if code := httpJSON(t, s, "POST", "/api/topup", body, &tr); code != http.StatusOK || tr.User != user || tr.Cents != cents {
+		t.Fatalf("top-up of %d cents to user %d: %d %+v", cents, user, code, tr)
+	}
+}
+
+var fundKey atomic.Uint64
