@@ -21,6 +21,10 @@ import (
 // compiler (cc) is on the PATH.
 var ErrNoCompiler = errors.New("bench: no C compiler (cc) to build the floor")
 
+// ErrWindowTooSmall is returned when a window of the floor comparison
+// holds too little work to measure.
+var ErrWindowTooSmall = errors.New("bench: too little work in the window to measure")
+
 // FloorRound is one measured window of one server in the floor comparison.
 type FloorRound struct {
 	Round       int     `json:"round"`
@@ -186,6 +190,12 @@ func floorRound(ctx context.Context, o Options, floor, which string, round int) 
 	}
 	secs := t1.Sub(t0).Seconds()
 	n := n1 - n0
+	// The kernel counts a process's CPU in ticks of 10 ms: a window in
+	// which the server spent less than one has no figure to divide.
+	if c1.CPU <= c0.CPU || n == 0 {
+		return nil, fmt.Errorf("%w: %d answers and %v of server CPU in %.1f s (CPU is counted in 10 ms ticks): raise --qps or --duration",
+			ErrWindowTooSmall, n, c1.CPU-c0.CPU, secs)
+	}
 	return &FloorRound{Round: round, Server: which, Seconds: secs, Answered: n, AchievedQPS: float64(n) / secs,
 		CPUusPerReq: perReq(c1.CPU-c0.CPU, float64(n)), Cores: (c1.CPU - c0.CPU).Seconds() / secs,
 		P99us: sum.LatencyUS.P99, Timeouts: sum.Timeouts, Errors: sum.Errors}, nil
