@@ -1,5 +1,13 @@
 package load
 
+// This file is the receive side of the event loops: our per-loop state
+// (loop), the gnet handler's connection events (OnOpen, OnClose) and the
+// decoding of what the server sends (OnTraffic: answers to shakes, which
+// end a request's time in flight, pushes, error frames, pings), and the
+// sweeper that times out requests never answered, keeps idle connections
+// alive and closes those the server told goodbye. The send path is in
+// send.go.
+
 import (
 	"context"
 	"errors"
@@ -41,14 +49,14 @@ type loop struct {
 // loopFor returns our state for gnet event loop el, creating it the first
 // time a connection lands there (gnet's client does not list its loops).
 func (c *Client) loopFor(el gnet.EventLoop) *loop {
-	for _, l := range *c.loops.Load() {
+	for _, l := range *c.loops.all.Load() {
 		if l.el == el {
 			return l
 		}
 	}
-	c.loopsMu.Lock()
-	defer c.loopsMu.Unlock()
-	old := *c.loops.Load()
+	c.loops.mu.Lock()
+	defer c.loops.mu.Unlock()
+	old := *c.loops.all.Load()
 	for _, l := range old {
 		if l.el == el {
 			return l
@@ -58,18 +66,18 @@ func (c *Client) loopFor(el gnet.EventLoop) *loop {
 		c:     c,
 		idx:   len(old),
 		el:    el,
-		hist:  newHist(c.histMax),
-		spare: newHist(c.histMax),
+		hist:  newHist(c.cfg.histMax),
+		spare: newHist(c.cfg.histMax),
 		free:  make(chan *batch, 4),
 	}
 	l.sweep.l = l
 	ls := append(append(make([]*loop, 0, len(old)+1), old...), l)
-	c.loops.Store(&ls)
+	c.loops.all.Store(&ls)
 	return l
 }
 
 // loopAt returns the loop with index i.
-func (c *Client) loopAt(i int) *loop { return (*c.loops.Load())[i] }
+func (c *Client) loopAt(i int) *loop { return (*c.loops.all.Load())[i] }
 
 // handler is the gnet event handler of all connections; the connection's
 // context is its *user.
@@ -115,7 +123,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	}
 	u.reset()
 	u.conn = nil
-	stopping := c.stopping.Load()
+	stopping := c.connect.stopping.Load()
 	if !stopping {
 		l.disconnects.Add(1)
 	}
@@ -144,7 +152,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 	var nowUS uint32
 	var nowSec uint64
 	var answered, got, none, taken, overloaded, bad, amount, late, expired uint64
-	limitUS := int64(c.timeout / time.Microsecond)
+	limitUS := int64(c.cfg.timeout / time.Microsecond)
 	for {
 		frame, _, err := proto.Split(buf[used:])
 		if err != nil {
@@ -174,7 +182,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		if nowSec == 0 {
 			now := time.Now()
 			nowSec = uint64(now.Unix())
-			nowUS = uint32((now.UnixNano() - c.epochNs) / 1000)
+			nowUS = uint32((now.UnixNano() - c.cfg.epochNs) / 1000)
 		}
 		switch hd.Cmd {
 		case proto.CmdShakeResp:
@@ -208,7 +216,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 					l.mu.Lock()
 					locked = true
 				}
-				_ = l.hist.RecordValue(min(max(lat, 1), c.histMax))
+				_ = l.hist.RecordValue(min(max(lat, 1), c.cfg.histMax))
 				answered++
 			default:
 				bad++ // an answer to nothing we sent
@@ -310,7 +318,7 @@ func (c *Client) told(l *loop, u *user) {
 
 // epochSec is t in seconds since the run's epoch, wrapping at 2^16.
 func (c *Client) epochSec(t time.Time) uint16 {
-	return uint16((t.UnixNano() - c.epochNs) / 1e9)
+	return uint16((t.UnixNano() - c.cfg.epochNs) / 1e9)
 }
 
 // loggedIn handles a LoginResponse; it reports false when the connection
@@ -344,77 +352,6 @@ func (c *Client) protocolError(l *loop, u *user, what string, err error) {
 	c.log.Debug("protocol error, closing", "user", u.id, "what", what, "err", err)
 }
 
-// item is one due send: the user's index in Client.users and the slot's
-// scheduled time in µs since the epoch.
-type item struct{ idx, at uint32 }
-
-// batch is the sends of one scheduler tick for one loop; it runs on that
-// loop (gnet.Runnable) and then goes back to the loop's free list.
-type batch struct {
-	l      *loop
-	items  []item
-	linger time.Duration
-}
-
-// Run writes the batch's shakes with one c.Write per request, on the loop
-// that owns the connections, then sleeps for the batch's linger so that
-// the answers are read together when the loop next polls, instead of each
-// waking it.
-func (b *batch) Run(context.Context) error {
-	b.l.send(b.items)
-	sleepThread(b.linger)
-	b.l.c.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
-	b.items = b.items[:0]
-	select {
-	case b.l.free <- b:
-	default:
-	}
-	return nil
-}
-
-// send writes a shake for each item whose user is still online on this
-// loop (the others went offline since the scheduler looked: skipped).
-func (l *loop) send(items []item) {
-	c := l.c
-	now := time.Now()
-	nowSec := uint64(now.Unix())
-	tx := c.epochSec(now)
-	var sent, skipped, failed, evicted uint64
-	for _, it := range items {
-		u := &c.users[it.idx]
-		st := u.state.Load()
-		if phaseOf(st) != phOnline || loopOf(st) != l.idx {
-			skipped++
-			continue
-		}
-		if u.n == ringSize {
-			// Too many in flight to track: give the oldest up now.
-			u.pop()
-			u.late++
-			evicted++
-		}
-		f := proto.AppendShake(l.wbuf[:0], nowSec, u.id)
-		if _, err := u.conn.Write(f); err != nil {
-			failed++ // gnet closed the connection; OnClose has run
-			continue
-		}
-		u.push(it.at)
-		u.lastTx = tx
-		sent++
-	}
-	l.sent.Add(sent)
-	l.inflight.Add(int64(sent) - int64(evicted))
-	if evicted > 0 {
-		l.timeouts.Add(evicted)
-	}
-	if skipped > 0 {
-		l.skipped.Add(skipped)
-	}
-	if failed > 0 {
-		l.errors.Add(failed)
-	}
-}
-
 // sweeper expires the requests of this loop's users that have waited
 // longer than Timeout, pings the users that have sent nothing for
 // PingIdle, and closes the connections the server told goodbye but did
@@ -431,15 +368,15 @@ func (s *sweeper) Run(context.Context) error {
 	c := l.c
 	now := time.Now()
 	sec := c.epochSec(now)
-	ping := c.pingIdle > 0 && sec-l.pingScan >= max(c.pingIdle/4, 1)
+	ping := c.cfg.pingIdle > 0 && sec-l.pingScan >= max(c.cfg.pingIdle/4, 1)
 	if l.inflight.Load() <= 0 && !ping && l.byes == 0 {
 		return nil
 	}
 	if ping {
 		l.pingScan = sec
 	}
-	nowUS := uint32((now.UnixNano() - c.epochNs) / 1000)
-	limit := uint32(c.timeout / time.Microsecond)
+	nowUS := uint32((now.UnixNano() - c.cfg.epochNs) / 1000)
+	limit := uint32(c.cfg.timeout / time.Microsecond)
 	var expired, pings uint64
 	for i := range c.users {
 		u := &c.users[i]
@@ -452,7 +389,7 @@ func (s *sweeper) Run(context.Context) error {
 			if sec-u.lastTx >= byeWait {
 				_ = u.conn.Close()
 			}
-		case ping && phaseOf(st) == phOnline && sec-u.lastTx >= c.pingIdle:
+		case ping && phaseOf(st) == phOnline && sec-u.lastTx >= c.cfg.pingIdle:
 			f := proto.AppendPing(l.wbuf[:0], proto.CmdPing, uint64(now.Unix()), u.id)
 			if _, err := u.conn.Write(f); err != nil {
 				continue // gnet closed the connection; OnClose has run

@@ -38,10 +38,10 @@ func makeDialers(sources []netip.Addr) []net.Dialer {
 
 // addrOf is the address of the node that owns user u.
 func (c *Client) addrOf(u uint32) string {
-	if c.raddrs == nil {
-		return c.raddr
+	if c.cfg.raddrs == nil {
+		return c.cfg.raddr
 	}
-	return c.raddrs[c.nodeMap.Of(u)]
+	return c.cfg.raddrs[c.cfg.nodeMap.Of(u)]
 }
 
 // dialLoop dials the users the feeder hands over until ctx is done. Each
@@ -62,7 +62,7 @@ func (c *Client) dialLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case u := <-c.dialQ:
+		case u := <-c.connect.q:
 			c.dial(ctx, u, signer, buf[:0])
 		}
 	}
@@ -74,14 +74,14 @@ func (c *Client) dialLoop(ctx context.Context) {
 // goroutine; the answer waits in the socket until the loop reads it.
 func (c *Client) dial(ctx context.Context, u *user, signer *auth.Signer, buf []byte) {
 	attempt := u.startAttempt()
-	d := &c.dialers[int(u.id)%len(c.dialers)]
+	d := &c.cfg.dialers[int(u.id)%len(c.cfg.dialers)]
 	nc, err := d.DialContext(ctx, "tcp", c.addrOf(u.id))
 	if err != nil {
 		if ctx.Err() != nil {
 			u.setPhase(phOffline, 0)
 			return // stopping
 		}
-		c.glob.dialErrors.Add(1)
+		c.stats.glob.dialErrors.Add(1)
 		c.logDialError(err)
 		c.failed(u)
 		return
@@ -100,7 +100,7 @@ func (c *Client) dial(ctx context.Context, u *user, signer *auth.Signer, buf []b
 		c.failed(u)
 		return
 	}
-	if _, err := c.cli.EnrollContext(nc, u); err != nil {
+	if _, err := c.loops.cli.EnrollContext(nc, u); err != nil {
 		c.logDialError(fmt.Errorf("enroll: %w", err))
 		c.failed(u)
 		return
@@ -117,10 +117,10 @@ func (c *Client) dial(ctx context.Context, u *user, signer *auth.Signer, buf []b
 
 // failed ends a connection attempt that never reached an event loop.
 func (c *Client) failed(u *user) {
-	c.glob.errors.Add(1)
+	c.stats.glob.errors.Add(1)
 	c.resolveFirst(u)
 	u.setPhase(phOffline, 0)
-	if !c.stopping.Load() {
+	if !c.connect.stopping.Load() {
 		c.retryLater(u)
 	}
 }
@@ -129,9 +129,9 @@ func (c *Client) failed(u *user) {
 // is down every user fails, and one line says it.
 func (c *Client) logDialError(err error) {
 	now := time.Now().Unix()
-	last := c.lastDialLg.Load()
-	if now != last && c.lastDialLg.CompareAndSwap(last, now) {
-		c.log.Warn("connect failed (further failures this second not logged)", "addr", c.raddr, "err", err)
+	last := c.connect.lastLog.Load()
+	if now != last && c.connect.lastLog.CompareAndSwap(last, now) {
+		c.log.Warn("connect failed (further failures this second not logged)", "addr", c.cfg.raddr, "err", err)
 	}
 }
 
@@ -144,7 +144,7 @@ func (c *Client) retryLater(u *user) {
 	}
 	delay := time.Duration(b/2+rand.Int64N(b/2+1)) * time.Millisecond
 	u.backoff = uint16(min(2*b, backoffMax))
-	c.retry.push(time.Now().Add(delay).UnixNano(), u)
+	c.connect.retry.push(time.Now().Add(delay).UnixNano(), u)
 }
 
 // retryQueue holds users waiting to reconnect, by due time.
@@ -209,7 +209,7 @@ func (c *Client) feed(ctx context.Context) {
 		if !pace.wait(ctx) {
 			return
 		}
-		u, due := c.retry.pop(time.Now().UnixNano())
+		u, due := c.connect.retry.pop(time.Now().UnixNano())
 		if u == nil && next < len(c.users) {
 			u = &c.users[next]
 			next++
@@ -225,14 +225,14 @@ func (c *Client) feed(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				return
-			case <-c.retry.wake:
+			case <-c.connect.retry.wake:
 			case <-idle.C:
 			}
 			idle.Stop() // since Go 1.23 a stopped timer delivers no stale tick
 			continue
 		}
 		select {
-		case c.dialQ <- u:
+		case c.connect.q <- u:
 			pace.took()
 		case <-ctx.Done():
 			return

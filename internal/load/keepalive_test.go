@@ -17,19 +17,6 @@ import (
 // when it does not ping.
 func TestPingsKeepIdleUsersConnected(t *testing.T) {
 	const users = 40
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Secret: testSecret, IdleTimeout: 3 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
 	idle := proto.ReasonIdleTimeout.String()
 	for _, tc := range []struct {
 		name     string
@@ -40,6 +27,22 @@ func TestPingsKeepIdleUsersConnected(t *testing.T) {
 		{"not pinging", -1, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The cases wait on the server's idle clock in real seconds:
+			// each has its own server so that they wait at the same time.
+			t.Parallel()
+			srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Secret: testSecret, IdleTimeout: 3 * time.Second,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				_ = srv.Shutdown(ctx)
+			})
 			c := newClient(t, Options{Addr: srv.Addr(), Total: users, QPS: 0, Duration: 6 * time.Second, PingIdle: tc.pingIdle})
 			s := run(t, c, nil)
 			if s.Connected != users {

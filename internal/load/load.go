@@ -34,8 +34,10 @@ import (
 	"hongbao/internal/adminauth"
 	"hongbao/internal/limits"
 	"hongbao/internal/nodes"
+	"hongbao/internal/obs"
 	"hongbao/internal/procstat"
 	"hongbao/internal/proto"
+	"hongbao/internal/sample"
 	"hongbao/internal/schedule"
 )
 
@@ -112,21 +114,37 @@ const (
 
 // Phases of a run, as reported by Snapshot.Phase.
 const (
-	phaseIdle  = "idle"
-	phaseRamp  = "ramp"
-	phaseLoad  = "load"
-	phaseDrain = "drain"
-	phaseDone  = "done"
+	phaseIdle  = sample.PhaseIdle
+	phaseRamp  = sample.PhaseRamp
+	phaseLoad  = sample.PhaseLoad
+	phaseDrain = sample.PhaseDrain
+	phaseDone  = sample.PhaseDone
 )
 
 // Client is a load client. Create it with New, then call Run once. Stats,
 // SetQPS and AdminAddr are safe from any goroutine.
 type Client struct {
-	o        Options
+	o     Options
+	log   *slog.Logger
+	users []user // users From..To, user id at [id-From]
+	cfg   config
+	phase atomic.Value // phaseIdle, ...: what Stats reports
+
+	rate    rate         // the global rate the sender follows (send.go)
+	loops   loopSet      // the gnet client and our state per event loop (conn.go)
+	connect connectState // dialing, the ramp and reconnects (dial.go)
+	stats   stats        // counters outside the loops, histograms, seconds (stats.go)
+	admin   admin        // the admin HTTP server (admin.go)
+
+	ran    atomic.Bool
+	closed atomic.Bool
+}
+
+// config is what New derives from the Options; nothing changes it after
+// Run starts.
+type config struct {
 	baseRSS  int64 // resident bytes before any per-user state, for bytes per connection
-	log      *slog.Logger
 	from, to uint32
-	users    []user
 	share    schedule.Share
 	raddr    string
 	raddrs   []string     // per node, when Options.Nodes is set
@@ -136,27 +154,45 @@ type Client struct {
 	timeout  time.Duration
 	pingIdle uint16 // seconds; 0 = never
 	loopsN   int
+	histMax  int64 // µs: the latency histograms' upper bound
+	// epochNs is the wall clock origin of the µs timestamps in user rings;
+	// Run sets it before anything reads it.
+	epochNs int64
+}
 
+// rate is the global rate in force.
+type rate struct {
 	qps atomic.Int64
-	// rateChanged wakes the sender when SetQPS changes the rate, so that it
+	// changed wakes the sender when SetQPS changes the rate, so that it
 	// can sleep until its next slot, however far, instead of polling.
-	rateChanged chan struct{}
-	epochNs     int64 // wall clock origin of the µs timestamps in user rings
-	phase       atomic.Value
+	changed chan struct{}
+}
 
-	cli     *gnet.Client
-	loopsMu sync.Mutex
-	loops   atomic.Pointer[[]*loop]
+// loopSet is the gnet client and our state for each of its event loops,
+// in the order they were first seen (loop.idx).
+type loopSet struct {
+	cli *gnet.Client
+	mu  sync.Mutex // serialises adding a loop
+	all atomic.Pointer[[]*loop]
+}
 
-	glob       counters // events not tied to an event loop
-	reasonsMu  sync.Mutex
-	reasons    map[string]uint64
-	rampLeft   atomic.Int64
-	rampDone   chan struct{}
-	stopping   atomic.Bool
-	retry      retryQueue
-	dialQ      chan *user
-	lastDialLg atomic.Int64
+// connectState is the connecting side: the ramp's accounting, the users
+// waiting to reconnect, and the queue the dialers take users from.
+type connectState struct {
+	rampLeft atomic.Int64 // users whose first attempt is not over
+	rampDone chan struct{}
+	stopping atomic.Bool // the run is ending: no more dials or reconnects
+	retry    retryQueue
+	q        chan *user
+	lastLog  atomic.Int64 // the Unix second a dial error was last logged
+}
+
+// stats are the run's tallies besides the loops' counters, and the
+// per-second roll-over's state.
+type stats struct {
+	glob      counters // events not tied to an event loop
+	reasonsMu sync.Mutex
+	reasons   map[string]uint64
 
 	rollMu    sync.Mutex // serialises rollSecond, guards lastT
 	lastT     int64      // the last second rolled
@@ -166,14 +202,14 @@ type Client struct {
 	seconds   []Second
 	last      Counts
 	recordSec atomic.Bool
-	histMax   int64
 	mon       *monitorState // per-second samples to a monitor (observe.go)
+}
 
-	adminLn   net.Listener
-	adminSrv  *http.Server
-	adminOnce sync.Once
-	ran       atomic.Bool
-	closed    atomic.Bool
+// admin is the admin HTTP server, when Options.Admin is set.
+type admin struct {
+	ln   net.Listener
+	srv  *http.Server
+	once sync.Once
 }
 
 // New checks the options, resolves the server address, plans the source
@@ -235,57 +271,58 @@ func New(o Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{
-		rateChanged: make(chan struct{}, 1),
-		o:           o,
-		baseRSS:     base.RSS,
-		log:         slog.Default().With("component", "load"),
-		from:        o.From,
-		to:          o.To,
-		users:       make([]user, count),
-		share:       share,
-		raddr:       ta.String(),
-		raddrs:      raddrs,
-		nodeMap:     nmap,
-		timeout:     o.Timeout,
-		loopsN:      loops,
-		reasons:     make(map[string]uint64),
-		rampDone:    make(chan struct{}),
-		dialQ:       make(chan *user),
+		o:     o,
+		log:   slog.Default().With("component", "load"),
+		users: make([]user, count),
+		cfg: config{
+			baseRSS: base.RSS,
+			from:    o.From,
+			to:      o.To,
+			share:   share,
+			raddr:   ta.String(),
+			raddrs:  raddrs,
+			nodeMap: nmap,
+			timeout: o.Timeout,
+			loopsN:  loops,
+		},
+		rate:    rate{changed: make(chan struct{}, 1)},
+		connect: connectState{rampDone: make(chan struct{}), q: make(chan *user)},
+		stats:   stats{reasons: make(map[string]uint64)},
 	}
-	if c.timeout == 0 {
-		c.timeout = DefaultTimeout
+	if c.cfg.timeout == 0 {
+		c.cfg.timeout = DefaultTimeout
 	}
 	switch {
 	case o.PingIdle == 0:
-		c.pingIdle = uint16(DefaultPingIdle / time.Second)
+		c.cfg.pingIdle = uint16(DefaultPingIdle / time.Second)
 	case o.PingIdle > 0:
-		c.pingIdle = uint16(min(max(o.PingIdle, time.Second), time.Hour) / time.Second)
+		c.cfg.pingIdle = uint16(min(max(o.PingIdle, time.Second), time.Hour) / time.Second)
 	}
 	for i := range c.users {
 		c.users[i].id = o.From + uint32(i)
 	}
-	c.qps.Store(int64(o.QPS))
+	c.rate.qps.Store(int64(o.QPS))
 	c.phase.Store(phaseIdle)
-	c.loops.Store(new([]*loop))
-	c.retry.wake = make(chan struct{}, 1)
-	c.rampLeft.Store(int64(count))
-	c.histMax = max(int64(2*c.timeout/time.Microsecond), int64(10*time.Second/time.Microsecond))
-	c.cum = newHist(c.histMax)
-	c.secHist = newHist(c.histMax)
+	c.loops.all.Store(new([]*loop))
+	c.connect.retry.wake = make(chan struct{}, 1)
+	c.connect.rampLeft.Store(int64(count))
+	c.cfg.histMax = max(int64(2*c.cfg.timeout/time.Microsecond), int64(10*time.Second/time.Microsecond))
+	c.stats.cum = newHist(c.cfg.histMax)
+	c.stats.secHist = newHist(c.cfg.histMax)
 
-	c.sources = o.Sources
-	if c.sources == nil {
-		c.sources = autoSources(count, ta)
+	c.cfg.sources = o.Sources
+	if c.cfg.sources == nil {
+		c.cfg.sources = autoSources(count, ta)
 	}
-	c.dialers = makeDialers(c.sources)
+	c.cfg.dialers = makeDialers(c.cfg.sources)
 
 	if o.Admin != "" {
 		ln, err := net.Listen("tcp", o.Admin)
 		if err != nil {
 			return nil, fmt.Errorf("load: admin listen %s: %w", o.Admin, err)
 		}
-		c.adminLn = ln
-		c.adminSrv = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		c.admin.ln = ln
+		c.admin.srv = &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		adminauth.WarnExposed(c.log, "load client admin", c.AdminAddr(), "/healthz, /metrics and /api/stats to anyone; /qps (the run's rate) and pprof to holders of the admin token")
 	}
 	return c, nil
@@ -312,9 +349,9 @@ func (c *Client) Close() error {
 		return nil
 	}
 	var err error
-	c.adminOnce.Do(func() {
-		if c.adminLn != nil {
-			err = c.adminLn.Close()
+	c.admin.once.Do(func() {
+		if c.admin.ln != nil {
+			err = c.admin.ln.Close()
 		}
 	})
 	return err
@@ -323,10 +360,10 @@ func (c *Client) Close() error {
 // AdminAddr is the address the admin HTTP server listens on (useful when
 // Options.Admin asked for port 0), or "" without one.
 func (c *Client) AdminAddr() string {
-	if c.adminLn == nil {
+	if c.admin.ln == nil {
 		return ""
 	}
-	return c.adminLn.Addr().String()
+	return c.admin.ln.Addr().String()
 }
 
 // SetQPS changes the global rate. Every process derives its windows from the
@@ -334,23 +371,16 @@ func (c *Client) AdminAddr() string {
 // processes that were told the same rate switch together.
 func (c *Client) SetQPS(q int) {
 	q = max(q, 0)
-	if c.qps.Swap(int64(q)) != int64(q) {
+	if c.rate.qps.Swap(int64(q)) != int64(q) {
 		select {
-		case c.rateChanged <- struct{}{}:
+		case c.rate.changed <- struct{}{}:
 		default: // a wake-up is already pending
 		}
 	}
 }
 
 // QPS is the current global rate.
-func (c *Client) QPS() int { return int(c.qps.Load()) }
-
-// Users returns the range of users this process simulates.
-func (c *Client) Users() (from, to uint32) { return c.from, c.to }
-
-// Sources returns the source addresses connections are spread over; empty
-// means the kernel picks.
-func (c *Client) Sources() []netip.Addr { return append([]netip.Addr(nil), c.sources...) }
+func (c *Client) QPS() int { return int(c.rate.qps.Load()) }
 
 // checkFDs fails early when the users cannot all hold a socket: a run that
 // silently stalls at the descriptor limit would measure nothing useful.
@@ -411,15 +441,15 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 		return nil, ErrReused
 	}
 	start := time.Now()
-	c.epochNs = start.UnixNano()
+	c.cfg.epochNs = start.UnixNano()
 	c.phase.Store(phaseRamp)
 	c.startMonitor()
 	defer c.stopMonitor()
 
 	cli, err := gnet.NewClient(&handler{c: c},
-		gnet.WithNumEventLoop(c.loopsN),
+		gnet.WithNumEventLoop(c.cfg.loopsN),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithLogger(gnetLogger{c.log}),
+		gnet.WithLogger(obs.GnetLogger{L: c.log}),
 	)
 	if err != nil {
 		c.closeAdmin()
@@ -429,11 +459,11 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 		c.closeAdmin()
 		return nil, fmt.Errorf("load: start gnet client: %w", err)
 	}
-	c.cli = cli
+	c.loops.cli = cli
 
-	if c.adminSrv != nil {
+	if c.admin.srv != nil {
 		go func() {
-			if err := c.adminSrv.Serve(c.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := c.admin.srv.Serve(c.admin.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				c.log.Error("admin server stopped", "err", err)
 			}
 		}()
@@ -451,7 +481,7 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 	interrupted := false
 	rampTimer := time.NewTimer(c.rampTimeout())
 	select {
-	case <-c.rampDone:
+	case <-c.connect.rampDone:
 	case <-rampTimer.C:
 		c.log.Warn("ramp timeout: starting the load with the users connected so far",
 			"connected", c.conns(), "users", len(c.users))
@@ -466,7 +496,7 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 	var loadSeconds float64
 	if !interrupted {
 		c.phase.Store(phaseLoad)
-		c.recordSec.Store(true)
+		c.stats.recordSec.Store(true)
 		loadStart := time.Now()
 		stop := make(chan struct{})
 		schedDone := make(chan struct{})
@@ -496,7 +526,7 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 
 	// Stop dialing before stopping the loops: an enrollment waits for its
 	// loop, so the loops must outlive every dialer.
-	c.stopping.Store(true)
+	c.connect.stopping.Store(true)
 	stopBg()
 	wg.Wait()
 	// The summary is made (and handed to OnSummary) before the connections
@@ -521,14 +551,14 @@ func (c *Client) Run(ctx context.Context) (*Summary, error) {
 func (c *Client) rampTimeout() time.Duration {
 	n := len(c.users)
 	if c.o.Ramp > 0 {
-		return time.Duration(n)*time.Second/time.Duration(c.o.Ramp) + 10*time.Second + c.timeout
+		return time.Duration(n)*time.Second/time.Duration(c.o.Ramp) + 10*time.Second + c.cfg.timeout
 	}
-	return 10*time.Second + c.timeout + time.Duration(n)*time.Millisecond
+	return 10*time.Second + c.cfg.timeout + time.Duration(n)*time.Millisecond
 }
 
 // drain waits until no request is in flight, Timeout passes or ctx is done.
 func (c *Client) drain(ctx context.Context) {
-	deadline := time.Now().Add(c.timeout + sweepEvery)
+	deadline := time.Now().Add(c.cfg.timeout + sweepEvery)
 	tk := time.NewTicker(5 * time.Millisecond)
 	defer tk.Stop()
 	for c.inFlight() > 0 && time.Now().Before(deadline) {
@@ -541,17 +571,17 @@ func (c *Client) drain(ctx context.Context) {
 }
 
 func (c *Client) closeAdmin() {
-	if c.adminSrv == nil {
+	if c.admin.srv == nil {
 		return
 	}
-	c.adminOnce.Do(func() {
+	c.admin.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		if err := c.adminSrv.Shutdown(ctx); err != nil {
+		if err := c.admin.srv.Shutdown(ctx); err != nil {
 			c.log.Warn("admin shutdown", "err", err)
 		}
 		// Shutdown closes the listener only if Serve started; make sure.
-		_ = c.adminLn.Close()
+		_ = c.admin.ln.Close()
 	})
 }
 
@@ -563,39 +593,24 @@ func (c *Client) resolveFirst(u *user) {
 		return
 	}
 	u.state.Store(st | flTried)
-	if c.rampLeft.Add(-1) == 0 {
-		close(c.rampDone)
+	if c.connect.rampLeft.Add(-1) == 0 {
+		close(c.connect.rampDone)
 	}
 }
 
 // recordReason counts a connection closed by the server with reason r.
 func (c *Client) recordReason(r proto.Reason) {
-	c.reasonsMu.Lock()
-	c.reasons[r.String()]++
-	c.reasonsMu.Unlock()
+	c.stats.reasonsMu.Lock()
+	c.stats.reasons[r.String()]++
+	c.stats.reasonsMu.Unlock()
 }
 
 func (c *Client) reasonsCopy() map[string]uint64 {
-	c.reasonsMu.Lock()
-	defer c.reasonsMu.Unlock()
-	m := make(map[string]uint64, len(c.reasons))
-	for k, v := range c.reasons {
+	c.stats.reasonsMu.Lock()
+	defer c.stats.reasonsMu.Unlock()
+	m := make(map[string]uint64, len(c.stats.reasons))
+	for k, v := range c.stats.reasons {
 		m[k] = v
 	}
 	return m
 }
-
-// gnetLogger routes gnet's logging to slog.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) logf(level slog.Level, format string, args []any) {
-	if g.l.Enabled(context.Background(), level) {
-		g.l.Log(context.Background(), level, fmt.Sprintf(format, args...), "lib", "gnet")
-	}
-}
-
-func (g gnetLogger) Debugf(format string, args ...any) { g.logf(slog.LevelDebug, format, args) }
-func (g gnetLogger) Infof(format string, args ...any)  { g.logf(slog.LevelDebug, format, args) }
-func (g gnetLogger) Warnf(format string, args ...any)  { g.logf(slog.LevelWarn, format, args) }
-func (g gnetLogger) Errorf(format string, args ...any) { g.logf(slog.LevelError, format, args) }
-func (g gnetLogger) Fatalf(format string, args ...any) { g.logf(slog.LevelError, format, args) }

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"hongbao/internal/metric"
 	"hongbao/internal/proto"
 	"hongbao/internal/sample"
 )
@@ -63,25 +64,25 @@ func TestClientMetrics(t *testing.T) {
 }
 
 // TestSampleCountersVocabulary: every counter of a client sample is a
-// column of the monitor's CSV (sample.ClientCounters), the group-packet
+// column of the monitor's CSV (Metrics.Counters), the group-packet
 // ones included, and so are the closes by the server by reason.
 func TestSampleCountersVocabulary(t *testing.T) {
 	known := map[string]bool{}
-	for _, k := range sample.ClientCounters() {
+	for _, k := range Metrics.Counters() {
 		known[k] = true
 	}
-	c := sampleCounters(Counts{Pushes: 3, Opens: 2, OpenedAmount: 250})
+	c, _ := Metrics.Sample(Metrics.Read(&reading{t: Counts{Pushes: 3, Opens: 2, OpenedAmount: 250, Pings: 7, AfterError: 1}}), metric.Reading{})
 	for k := range c {
 		if !known[k] {
-			t.Errorf("counter %q is not in sample.ClientCounters", k)
+			t.Errorf("counter %q is not in Metrics.Counters", k)
 		}
 	}
-	if c["pushes"] != 3 || c["opens"] != 2 || c["opened_cents"] != 250 {
+	if c["pushes"] != 3 || c["opens"] != 2 || c["opened_cents"] != 250 || c["pings"] != 7 || c["after_error"] != 1 {
 		t.Errorf("group counters %v", c)
 	}
 	for r := proto.Reason(1); r < proto.NumReasons; r++ {
 		if k := sample.ClosedByServerKey(r.String()); !known[k] {
-			t.Errorf("%q is not in sample.ClientCounters", k)
+			t.Errorf("%q is not in Metrics.Counters", k)
 		}
 	}
 	if k := sample.ClosedByServerKey(proto.ReasonShutdown.String()); k != "closed_by_server_server_shutting_down" {

@@ -162,8 +162,8 @@ type Summary struct {
 // totals sums all counters.
 func (c *Client) totals() Counts {
 	var t Counts
-	c.glob.addTo(&t)
-	for _, l := range *c.loops.Load() {
+	c.stats.glob.addTo(&t)
+	for _, l := range *c.loops.all.Load() {
 		l.addTo(&t)
 	}
 	return t
@@ -171,8 +171,8 @@ func (c *Client) totals() Counts {
 
 // conns is the number of users logged in now.
 func (c *Client) conns() int {
-	n := c.glob.conns.Load()
-	for _, l := range *c.loops.Load() {
+	n := c.stats.glob.conns.Load()
+	for _, l := range *c.loops.all.Load() {
 		n += l.conns.Load()
 	}
 	return int(n)
@@ -181,8 +181,8 @@ func (c *Client) conns() int {
 // inFlight is the number of requests sent and neither answered nor timed
 // out.
 func (c *Client) inFlight() int64 {
-	n := c.glob.inflight.Load()
-	for _, l := range *c.loops.Load() {
+	n := c.stats.glob.inflight.Load()
+	for _, l := range *c.loops.all.Load() {
 		n += l.inflight.Load()
 	}
 	return n
@@ -200,9 +200,9 @@ func (c *Client) Stats() Snapshot {
 		Counts:         c.totals(),
 		ClosedByServer: c.reasonsCopy(),
 	}
-	c.histMu.Lock()
-	s.LatencyUS = latencyOf(c.cum)
-	c.histMu.Unlock()
+	c.stats.histMu.Lock()
+	s.LatencyUS = latencyOf(c.stats.cum)
+	c.stats.histMu.Unlock()
 	return s
 }
 
@@ -219,7 +219,7 @@ func (c *Client) report(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
-			for _, l := range *c.loops.Load() {
+			for _, l := range *c.loops.all.Load() {
 				if l.sweeping.CompareAndSwap(false, true) {
 					if err := l.el.Execute(ctx, &l.sweep); err != nil {
 						l.sweeping.Store(false)
@@ -240,37 +240,37 @@ func (c *Client) report(ctx context.Context) {
 // interval since the last roll (at the end of the run), labelled as the
 // second that follows the last one closed.
 func (c *Client) rollSecond(t int64) {
-	c.rollMu.Lock()
-	defer c.rollMu.Unlock()
+	c.stats.rollMu.Lock()
+	defer c.stats.rollMu.Unlock()
 	switch {
-	case t == 0 && c.lastT != 0:
-		t = c.lastT + 1
+	case t == 0 && c.stats.lastT != 0:
+		t = c.stats.lastT + 1
 	case t == 0:
 		t = time.Now().Unix()
 	}
-	c.lastT = t
-	c.secHist.Reset()
-	for _, l := range *c.loops.Load() {
+	c.stats.lastT = t
+	c.stats.secHist.Reset()
+	for _, l := range *c.loops.all.Load() {
 		l.mu.Lock()
 		l.hist, l.spare = l.spare, l.hist
 		l.mu.Unlock()
-		c.secHist.Merge(l.spare)
+		c.stats.secHist.Merge(l.spare)
 		l.spare.Reset()
 	}
 	tot := c.totals()
-	c.histMu.Lock()
-	d := tot.sub(c.last)
-	c.last = tot
-	c.cum.Merge(c.secHist)
-	lat := latencyOf(c.secHist)
-	if c.recordSec.Load() {
-		c.seconds = append(c.seconds, Second{
+	c.stats.histMu.Lock()
+	d := tot.sub(c.stats.last)
+	c.stats.last = tot
+	c.stats.cum.Merge(c.stats.secHist)
+	lat := latencyOf(c.stats.secHist)
+	if c.stats.recordSec.Load() {
+		c.stats.seconds = append(c.stats.seconds, Second{
 			T: t, Sent: d.Sent, Answered: d.Answered, Got: d.Got, Timeouts: d.Timeouts,
 			P50US: int64(lat.P50), P99US: int64(lat.P99),
 		})
 	}
-	c.histMu.Unlock()
-	c.monitorSecond(t, d, c.secHist)
+	c.stats.histMu.Unlock()
+	c.monitorSecond(t, tot, c.stats.secHist)
 	if c.o.Log != nil {
 		_, _ = fmt.Fprintf(c.o.Log,
 			"t=%d conns=%d sent=%d answered=%d got=%d none=%d taken=%d overload=%d err=%d timeout=%d p50=%.2fms p99=%.2fms\n",
@@ -289,14 +289,14 @@ func (c *Client) summary(connected int, connectSeconds, loadSeconds float64, int
 		ClosedByServer: c.reasonsCopy(),
 		LoadSeconds:    loadSeconds,
 		Interrupted:    interrupted,
-		RSSBaseBytes:   c.baseRSS,
+		RSSBaseBytes:   c.cfg.baseRSS,
 	}
 	if loadSeconds > 0 {
 		s.AchievedQPS = float64(s.Sent) / loadSeconds
 	}
-	c.histMu.Lock()
-	s.LatencyUS = latencyOf(c.cum)
-	s.Seconds = append([]Second{}, c.seconds...)
-	c.histMu.Unlock()
+	c.stats.histMu.Lock()
+	s.LatencyUS = latencyOf(c.stats.cum)
+	s.Seconds = append([]Second{}, c.stats.seconds...)
+	c.stats.histMu.Unlock()
 	return s
 }

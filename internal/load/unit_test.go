@@ -60,7 +60,7 @@ func loggedInUser(t testing.TB, users int) (*Client, *handler, *fakeConn, *user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.epochNs = time.Now().UnixNano()
+	c.cfg.epochNs = time.Now().UnixNano()
 	h := &handler{c: c}
 	fl := &fakeLoop{}
 	var fc *fakeConn
@@ -195,7 +195,7 @@ func TestOnTrafficErrorFrame(t *testing.T) {
 // The sweep pings a user silent for PingIdle and no other.
 func TestSweepPingsSilentUsers(t *testing.T) {
 	c, _, fc, u := loggedInUser(t, 2)
-	c.pingIdle = 10
+	c.cfg.pingIdle = 10
 	l := c.loopAt(0)
 	fc.keep = true
 	now := c.epochSec(time.Now())
@@ -286,9 +286,9 @@ func TestSchedulerSkipsOffline(t *testing.T) {
 // count as late, in FIFO order.
 func TestSweepExpires(t *testing.T) {
 	c, h, fc, u := loggedInUser(t, 1)
-	c.timeout = 100 * time.Millisecond
+	c.cfg.timeout = 100 * time.Millisecond
 	l := c.loopAt(0)
-	nowUS := uint32((time.Now().UnixNano() - c.epochNs) / 1000)
+	nowUS := uint32((time.Now().UnixNano() - c.cfg.epochNs) / 1000)
 	u.push(nowUS - 500_000) // 0.5 s old: expired
 	u.push(nowUS)           // fresh
 	l.inflight.Add(2)
@@ -492,8 +492,8 @@ func TestPacing(t *testing.T) {
 			t.Fatal(err)
 		}
 		o.Total = total
-		c := &Client{o: o, from: from, to: to, share: sh}
-		c.qps.Store(int64(qps))
+		c := &Client{o: o, cfg: config{from: from, to: to, share: sh}}
+		c.rate.qps.Store(int64(qps))
 		return c
 	}
 	for _, tc := range []struct {
@@ -534,7 +534,7 @@ func TestPacing(t *testing.T) {
 						t.Fatalf("idle wait %v at %d+%d ns: not to the next second", w, sec, at)
 					}
 					// No own slot is skipped by more than a tick.
-					if j, ok := c.share.Next(sec, q, j1); ok {
+					if j, ok := c.cfg.share.Next(sec, q, j1); ok {
 						due := sec*1e9 + int64(schedule.SlotOffset(j, q))
 						if now+int64(w) > max(due, now)+int64(c.tick()) {
 							t.Fatalf("sleeps %v past slot %d due at +%v", w, j, time.Duration(due-now))

@@ -45,8 +45,8 @@ func TestChartsReadLikeTheDashboard(t *testing.T) {
 		Procs: []ProcSecond{{Name: "server", ProcStats: sample.ProcStats{CPU: 0.5, RSS: 64 << 20, Goroutines: 7, GCPause: 0.001, HeapBytes: 1 << 20}},
 			{Name: "load-1", ProcStats: sample.ProcStats{CPU: 0.25, RSS: 32 << 20}}}}
 	keys := map[string][]string{
-		"server": append(sample.ServerCounters(), sample.ServerGauges...),
-		"client": append(sample.ClientCounters(), sample.ClientGauges...),
+		"server": serverKeys(),
+		"client": clientKeys(),
 	}
 	for i, k := range keys["server"] {
 		full.Server[k] = float64(i + 1)

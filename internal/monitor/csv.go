@@ -9,7 +9,8 @@ import (
 	"slices"
 	"strconv"
 
-	"hongbao/internal/sample"
+	"hongbao/internal/load"
+	"hongbao/internal/server"
 )
 
 // The CSV form of the series (Options.CSV): one row per second, the same
@@ -24,9 +25,8 @@ import (
 
 // CSVHeader is the header row: t, the load phase, the number of
 // processes, missing and late ones, the merged latency, the machines'
-// network, then server_<key> for sample.ServerCounters and
-// sample.ServerGauges and client_<key> for sample.ClientCounters and
-// sample.ClientGauges.
+// network, then server_<key> for the counters and gauges of server.Metrics
+// and client_<key> for those of load.Metrics.
 func CSVHeader() []string {
 	h := []string{"t", "phase", "procs", "missing", "late",
 		"latency_count", "latency_p50_us", "latency_p99_us", "latency_p999_us", "latency_max_us",
@@ -40,8 +40,8 @@ func CSVHeader() []string {
 	return h
 }
 
-func serverKeys() []string { return append(sample.ServerCounters(), sample.ServerGauges...) }
-func clientKeys() []string { return append(sample.ClientCounters(), sample.ClientGauges...) }
+func serverKeys() []string { return append(server.Metrics.Counters(), server.Metrics.Gauges()...) }
+func clientKeys() []string { return append(load.Metrics.Counters(), load.Metrics.Gauges()...) }
 
 // CSVRecord is second s as a row under CSVHeader.
 func CSVRecord(s Second) []string {

@@ -60,7 +60,14 @@ type ProcSecond struct {
 	sample.ProcStats
 }
 
-var phaseOrder = map[string]int{"idle": 0, "ramp": 1, "load": 2, "drain": 3, "done": 4}
+// phaseOrder ranks the phases: sample.Phases' order.
+var phaseOrder = func() map[string]int {
+	m := map[string]int{}
+	for i, p := range sample.Phases {
+		m[p] = i
+	}
+	return m
+}()
 
 // merge builds second t from its samples; expected are the processes that
 // should have sent one, late those whose sample came after the close. The

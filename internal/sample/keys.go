@@ -7,9 +7,10 @@ import (
 	"hongbao/internal/proto"
 )
 
-// The vocabulary of the samples: the counter and gauge keys a server and a
-// load client report. The monitor's CSV has one column per key, in this
-// order, so that its header is the same for every run.
+// The vocabulary the samples share: the label values of the server's
+// counters by command and by disconnect reason, the load client's keys of
+// closes by the server, and its phases. The keys themselves are the tables
+// server.Metrics and load.Metrics (package metric).
 
 // ServerCommands name the request commands the server counts separately
 // (its "requests_<name>" counters and the command label of
@@ -39,37 +40,18 @@ func DisconnectReasons() []string {
 	return append(out, DisconnectHangup, DisconnectIOError, DisconnectStopped)
 }
 
-// ServerCounters are the counter keys of a server sample.
-func ServerCounters() []string {
-	out := []string{"requests", "shakes", "got", "none", "all_taken", "overloaded", "logins", "errors",
-		"granted_cents", "accepted", "closed", "issued", "issued_cents",
-		"group_sent", "group_sent_cents", "group_opens", "group_shares", "group_shares_cents",
-		"group_refunds", "group_refunded_cents", "group_pushes"}
-	for _, c := range ServerCommands {
-		out = append(out, "requests_"+c)
-	}
-	for _, r := range DisconnectReasons() {
-		out = append(out, "disconnects_"+r)
-	}
-	return out
-}
+// The phases of a load client's run, in their order (Sample.Phase).
+const (
+	PhaseIdle  = "idle"
+	PhaseRamp  = "ramp"
+	PhaseLoad  = "load"
+	PhaseDrain = "drain"
+	PhaseDone  = "done"
+)
 
-// ServerGauges are the gauge keys of a server sample.
-var ServerGauges = []string{"connections", "online", "waiting", "monitor_dropped_total"}
-
-// ClientCounters are the counter keys of a load client's sample.
-func ClientCounters() []string {
-	out := []string{"sent", "answered", "got", "none", "all_taken", "overloaded", "amount_cents", "errors",
-		"timeouts", "late", "skipped_offline", "disconnects", "reconnects", "logins", "dial_errors",
-		"pushes", "opens", "opened_cents"}
-	for r := proto.Reason(1); r < proto.NumReasons; r++ {
-		out = append(out, ClosedByServerKey(r.String()))
-	}
-	return out
-}
-
-// ClientGauges are the gauge keys of a load client's sample.
-var ClientGauges = []string{"connections", "in_flight", "qps", "monitor_dropped_total"}
+// Phases are the phases in their order: load clients that differ in a
+// second are in the furthest along.
+var Phases = []string{PhaseIdle, PhaseRamp, PhaseLoad, PhaseDrain, PhaseDone}
 
 var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
 

@@ -122,6 +122,11 @@ func NewPusher(addr, name, kind string, log *slog.Logger) *Pusher {
 	return p
 }
 
+// SetPhase replaces the pusher's phase (Phase of its name; 0 = publish at
+// once). Call it before the first Push: a test, or a process that
+// publishes alone, has no others to spread its work from.
+func (p *Pusher) SetPhase(d time.Duration) { p.phase = max(d, 0) }
+
 // queued is a sample waiting for the run goroutine; metered: fill in its
 // Process and Net figures when it is published.
 type queued struct {

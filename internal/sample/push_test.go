@@ -258,3 +258,20 @@ func TestPusherHoldsForItsPhase(t *testing.T) {
 		t.Errorf("published seconds %v, want [1 2 3]", ts)
 	}
 }
+
+// TestPusherSetPhase: a pusher whose phase is set to 0 publishes a fresh
+// sample at once, although its name's Phase is long.
+func TestPusherSetPhase(t *testing.T) {
+	f := newFakeMonitor(t, "")
+	name := nameWithPhase(t, 400*time.Millisecond)
+	p := NewPusher(f.URL, name, KindServer, quietLog)
+	defer p.Close()
+	p.SetPhase(0)
+	pushed := time.Now()
+	p.Push(Sample{Name: name, Kind: KindServer, T: 1})
+	wait.For(t, 5*time.Second, "the sample", func() bool { s, _ := f.data(); return len(s) == 1 })
+	// The slack is for a loaded machine; it is still well under the phase.
+	if d := time.Since(pushed); d >= Phase(name)-100*time.Millisecond {
+		t.Errorf("published %v after Push, want at once (the name's phase is %v)", d, Phase(name))
+	}
+}

@@ -2,8 +2,6 @@ package server
 
 import (
 	"errors"
-	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 
@@ -420,12 +418,3 @@ func (s *Server) sendPacket(ss *session, p []byte, now uint64, out []byte) []byt
 	}
 	return proto.AppendFrame(out, proto.CmdSendResp, now, r, id, uint32(key>>32), uint32(key))
 }
-
-// gnetLogger routes gnet's logs to slog.
-type gnetLogger struct{ l *slog.Logger }
-
-func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }
-func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error(fmt.Sprintf(f, a...)) }

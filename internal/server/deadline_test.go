@@ -9,6 +9,7 @@ import (
 
 	"hongbao/internal/client"
 	"hongbao/internal/proto"
+	"hongbao/internal/wait"
 )
 
 // dribble writes b one byte every gap until it is all sent or stop closes
@@ -40,23 +41,47 @@ func pinger(c *client.Conn, gap time.Duration, stop <-chan struct{}) {
 	}
 }
 
+// kickTicker wakes s's ticker, so that a second set on its clock (a fakeClock)
+// is swept now rather than at the next real second.
+func kickTicker(s *Server) {
+	select {
+	case s.kickTick <- struct{}{}:
+	default:
+	}
+}
+
+// stepSeconds moves clk, s's clock, a second on every gap of real time and
+// wakes s's ticker, until stop closes: a test of deadlines in seconds
+// waits on the server's seconds, not on real ones.
+func stepSeconds(s *Server, clk *fakeClock, gap time.Duration, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(gap):
+		}
+		clk.Add(time.Second)
+		kickTicker(s)
+	}
+}
+
 // closedAfter reads c until the server's error frame and returns its
-// reason and the time since start; other frames (pongs) are skipped. The
-// stream must end right after the error frame.
-func closedAfter(c *client.Conn, start time.Time) (proto.Reason, time.Duration, error) {
+// reason and the time since start on clk; other frames (pongs) are
+// skipped. The stream must end right after the error frame.
+func closedAfter(c *client.Conn, clk *fakeClock, start time.Time) (proto.Reason, time.Duration, error) {
 	c.Timeout = 10 * time.Second
 	for {
 		_, err := c.Read()
 		var se *client.ServerError
 		if errors.As(err, &se) {
-			d := time.Since(start)
+			d := clk.Now().Sub(start)
 			if f, err := c.Read(); err != io.EOF && !isReset(err) {
 				return se.Reason, d, fmt.Errorf("after the error frame: frame %+v, err %v; want the end of the stream", f.Header, err)
 			}
 			return se.Reason, d, nil
 		}
 		if err != nil {
-			return 0, 0, fmt.Errorf("no error frame before %w (after %v)", err, time.Since(start))
+			return 0, 0, fmt.Errorf("no error frame before %w (after %v)", err, clk.Now().Sub(start))
 		}
 	}
 }
@@ -67,14 +92,20 @@ func closedAfter(c *client.Conn, start time.Time) (proto.Reason, time.Duration, 
 // with an error frame naming the reason, and counted by it. Pings before
 // login do not extend the login deadline, and an idle timeout shorter
 // than the login timeout applies from the login on. The cases run at the
-// same time (subtests in parallel would run two at a time on two cores).
+// same time (subtests in parallel would run two at a time on two cores),
+// on a server clock that moves a second every stepGap of real time.
 func TestDeadlinesCloseWithReason(t *testing.T) {
 	const (
-		loginT = 3 * time.Second
-		frameT = time.Second
-		idleT  = time.Second
+		loginT  = 3 * time.Second
+		frameT  = time.Second
+		idleT   = time.Second
+		stepGap = 200 * time.Millisecond
 	)
-	s := startServer(t, func(o *Options) { o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = loginT, frameT, idleT })
+	clk := newFakeClock()
+	s := startServer(t, func(o *Options) {
+		o.Now = clk.Now
+		o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = loginT, frameT, idleT
+	})
 	loginFrame := proto.AppendTokenLogin(nil, now64(), 7, new(token(t, 7, time.Hour)))
 	tests := []struct {
 		name string
@@ -84,12 +115,12 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 		t    time.Duration
 	}{
 		{"never logs in", 0, nil, proto.ReasonLoginTimeout, loginT},
-		{"pings but never logs in", 0, func(c *client.Conn, stop <-chan struct{}) { pinger(c, 300*time.Millisecond, stop) },
+		{"pings but never logs in", 0, func(c *client.Conn, stop <-chan struct{}) { pinger(c, stepGap/3, stop) },
 			proto.ReasonLoginTimeout, loginT},
-		{"slowloris login frame", 0, func(c *client.Conn, stop <-chan struct{}) { dribble(c, loginFrame, 400*time.Millisecond, stop) },
+		{"slowloris login frame", 0, func(c *client.Conn, stop <-chan struct{}) { dribble(c, loginFrame, stepGap/2, stop) },
 			proto.ReasonFrameTimeout, frameT},
 		{"slowloris shake after login", 8, func(c *client.Conn, stop <-chan struct{}) {
-			dribble(c, proto.AppendShake(nil, now64(), 8), 400*time.Millisecond, stop)
+			dribble(c, proto.AppendShake(nil, now64(), 8), stepGap/2, stop)
 		}, proto.ReasonFrameTimeout, frameT},
 		{"silent after login", 9, nil, proto.ReasonIdleTimeout, idleT},
 	}
@@ -109,15 +140,16 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 			c = dial(t, s)
 		}
 		results[i] = make(chan result, 1)
-		start := time.Now()
+		start := clk.Now()
 		if tc.act != nil {
 			go tc.act(c, stop)
 		}
 		go func() {
-			why, after, err := closedAfter(c, start)
+			why, after, err := closedAfter(c, clk, start)
 			results[i] <- result{why, after, err}
 		}()
 	}
+	go stepSeconds(s, clk, stepGap, stop)
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := <-results[i]
@@ -128,7 +160,8 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 				t.Fatalf("closed with %q after %v, want %q", r.why, r.after, tc.want)
 			}
 			// The sweep runs once a second on a coarse clock: a deadline of
-			// T closes between T and T+2 s; allow for a busy machine.
+			// T closes between T and T+2 s; the reader may see the close
+			// a step late on a busy machine.
 			if r.after < tc.t/2 || r.after > tc.t+5*time.Second/2 {
 				t.Fatalf("closed after %v, want about %v", r.after, tc.t)
 			}
@@ -146,56 +179,66 @@ func TestDeadlinesCloseWithReason(t *testing.T) {
 // TestDeadlinesSpareActiveConnections: a logged-in client that pings more
 // often than the idle timeout, and one that sends each frame in two parts
 // within the frame timeout, outlive both deadlines several times over;
-// with every deadline off, a connection that never logs in is kept.
+// with every deadline off, a connection that never logs in is kept. The
+// servers' clock moves only after the clients have acted, a step at a
+// time.
 func TestDeadlinesSpareActiveConnections(t *testing.T) {
-	const hold = 4 * time.Second
+	const (
+		hold = 4 * time.Second
+		step = 300 * time.Millisecond
+	)
+	clk := newFakeClock()
 	on := startServer(t, func(o *Options) {
+		o.Now = clk.Now
 		o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = time.Second, time.Second, time.Second
 	})
-	off := startServer(t, func(o *Options) { o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = -1, -1, -1 })
+	off := startServer(t, func(o *Options) { o.Now = clk.Now; o.LoginTimeout, o.FrameTimeout, o.IdleTimeout = -1, -1, -1 })
+	// Each act sends what its client sends in step i.
 	tests := []struct {
 		name string
 		s    *Server
 		user uint32
-		act  func(c *client.Conn, stop <-chan struct{})
+		act  func(c *client.Conn, i int) error
 	}{
-		{"pings every 300 ms", on, 1, func(c *client.Conn, stop <-chan struct{}) { pinger(c, 300*time.Millisecond, stop) }},
-		{"frames in two parts 300 ms apart", on, 2, func(c *client.Conn, stop <-chan struct{}) {
-			for i := uint32(0); ; i++ {
-				p := proto.AppendPing(nil, proto.CmdPing, now64(), i)
-				for _, part := range [][]byte{p[:5], p[5:]} {
-					if c.Send(part) != nil {
-						return
-					}
-					select {
-					case <-stop:
-						return
-					case <-time.After(300 * time.Millisecond):
-					}
-				}
+		{"pings every 300 ms", on, 1, func(c *client.Conn, i int) error {
+			return c.Send(proto.AppendPing(nil, proto.CmdPing, now64(), uint32(i)))
+		}},
+		{"frames in two parts 300 ms apart", on, 2, func(c *client.Conn, i int) error {
+			p := proto.AppendPing(nil, proto.CmdPing, now64(), uint32(i/2))
+			if i%2 == 0 {
+				return c.Send(p[:5])
 			}
+			return c.Send(p[5:])
 		}},
 		{"deadlines off: never logs in", off, 0, nil},
 	}
-	errs := make([]chan error, len(tests))
-	stop := make(chan struct{})
-	defer close(stop)
+	conns := make([]*client.Conn, len(tests))
 	for i, tc := range tests {
-		var c *client.Conn
 		if tc.user != 0 {
-			c = login(t, tc.s, tc.user)
+			conns[i] = login(t, tc.s, tc.user)
 		} else {
-			c = dial(t, tc.s)
+			conns[i] = dial(t, tc.s)
 		}
-		if tc.act != nil {
-			go tc.act(c, stop)
+	}
+	for i := 0; time.Duration(i)*step < hold; i++ {
+		for k, tc := range tests {
+			if tc.act != nil {
+				if err := tc.act(conns[k], i); err != nil {
+					t.Fatalf("%s: step %d: %v", tc.name, i, err)
+				}
+			}
 		}
-		errs[i] = make(chan error, 1)
-		go func() { errs[i] <- openFor(c, hold) }()
+		// Let the servers read this step's bytes at this step's time.
+		time.Sleep(20 * time.Millisecond)
+		clk.Add(step)
+		for _, s := range []*Server{on, off} {
+			kickTicker(s)
+			wait.For(t, 5*time.Second, "the server's clock", clk.sec(s))
+		}
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := <-errs[i]; err != nil {
+			if err := openFor(conns[i], 300*time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -43,8 +43,7 @@ func BenchmarkMonitoringSecond(b *testing.B) {
 	defer reportCPU(b)()
 	for range b.N {
 		sec++
-		tot, conns := s.totals()
-		s.monitorTick(sec, tot, conns)
+		s.monitorTick(sec)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 		if rec.Code != http.StatusOK {
@@ -63,8 +62,7 @@ func BenchmarkMonitorTick(b *testing.B) {
 	defer reportCPU(b)()
 	for range b.N {
 		sec++
-		tot, conns := s.totals()
-		s.monitorTick(sec, tot, conns)
+		s.monitorTick(sec)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"hongbao/internal/metric"
 	"hongbao/internal/proto"
 	"hongbao/internal/sample"
 	"hongbao/internal/wait"
@@ -17,7 +18,7 @@ import (
 
 // TestCountersVocabulary: the dense command and disconnect indexes match
 // the names the samples and /metrics use, and a server sample's counter
-// keys are exactly sample.ServerCounters (the monitor's CSV columns).
+// keys are exactly Metrics.Counters (the monitor's CSV columns).
 func TestCountersVocabulary(t *testing.T) {
 	if len(commandNames) != numCommands || len(disconnectNames) != numDisconnects {
 		t.Fatalf("%d command names for %d counters, %d disconnect names for %d counters",
@@ -45,14 +46,16 @@ func TestCountersVocabulary(t *testing.T) {
 		}
 	}
 	var keys []string
-	for k := range sampleCounters(Totals{}, GroupStats{}, 0, 0) {
+	s := startServer(t, nil)
+	c, _ := Metrics.Sample(Metrics.Read(s.read()), metric.Reading{})
+	for k := range c {
 		keys = append(keys, k)
 	}
-	want := sample.ServerCounters()
+	want := Metrics.Counters()
 	slices.Sort(keys)
 	slices.Sort(want)
 	if !slices.Equal(keys, want) {
-		t.Errorf("sample counters %v\nwant sample.ServerCounters %v", keys, want)
+		t.Errorf("sample counters %v\nwant Metrics.Counters %v", keys, want)
 	}
 }
 
@@ -186,7 +189,7 @@ func TestGroupPacketCountersInMetrics(t *testing.T) {
 			t.Errorf("%s = %+v, want %v", name, d, want)
 		}
 	}
-	c := sampleCounters(Totals{}, g.sub(GroupStats{}), 0, 0)
+	c, _ := Metrics.Sample(Metrics.Read(s.read()), metric.Reading{})
 	if c["group_sent_cents"] != 300 || c["group_pushes"] != 1 || c["group_shares"] != 1 {
 		t.Errorf("sample counters %v", c)
 	}

@@ -112,6 +112,22 @@ func TestNonReadingRecipientIsClosedAndLosesNothing(t *testing.T) {
 			if stats.Groups.Pushes >= 2*pushes {
 				t.Errorf("every push was queued (%d): the non-reader was never cut off", stats.Groups.Pushes)
 			}
+			// A frame posted to the closed session is refused and counted,
+			// on /metrics.
+			dropped := func() float64 {
+				d := scrape(t, s)["hongbao_outbox_dropped_total"]
+				if d == nil || len(d.v) != 1 {
+					t.Fatalf("hongbao_outbox_dropped_total %+v", d)
+				}
+				return d.v[0]
+			}
+			before := dropped()
+			if ss.post(proto.AppendFrame(nil, proto.CmdPush, 0, ids[0], 1, 10, 1), false) {
+				t.Error("a push was queued to a closed session")
+			}
+			if after := dropped(); after != before+1 {
+				t.Errorf("hongbao_outbox_dropped_total went from %v to %v, want one more", before, after)
+			}
 
 			again := login(t, s, 2)
 			listed, err := again.List()

@@ -73,6 +73,9 @@ func (ss *session) enqueue(frame []byte, reply bool, why proto.Reason, cause pro
 	ss.mu.Lock()
 	if ss.closed || (ss.box != nil && ss.box.why != proto.ReasonNone) {
 		ss.mu.Unlock()
+		if frame != nil {
+			ss.loop.counters.outboxDropped.Add(1)
+		}
 		return false
 	}
 	b := ss.box
@@ -87,6 +90,7 @@ func (ss *session) enqueue(frame []byte, reply bool, why proto.Reason, cause pro
 	case len(b.buf)+len(frame) > maxBox:
 		// What waits is dropped and the client closed.
 		b.buf, b.why, ok = b.buf[:0], proto.ReasonSlowReader, false
+		ss.loop.counters.outboxDropped.Add(1)
 	default:
 		b.buf = append(b.buf, frame...)
 		if reply {

@@ -12,9 +12,9 @@
 // frame and idle deadlines), outbox.go (frames from other goroutines),
 // accept.go (admission at the open-file limit), set.go (the SETs'
 // sessions), money.go (the engine's wiring), group.go (delivery of the
-// engine's pushes, refunds and durable answers), stats.go (counters),
-// observe.go (metrics, the monitor's samples), admin.go and adminguard.go
-// (HTTP).
+// engine's pushes, refunds and durable answers), stats.go (counters and
+// /api/stats), metrics.go (the metrics table), observe.go (the monitor's
+// samples and /metrics), admin.go and adminguard.go (HTTP).
 package server
 
 import (
@@ -36,6 +36,7 @@ import (
 	"hongbao/internal/auth"
 	"hongbao/internal/ledger"
 	"hongbao/internal/money"
+	"hongbao/internal/obs"
 	"hongbao/internal/pace"
 )
 
@@ -206,7 +207,7 @@ func (s *Server) Start(ctx context.Context) error {
 			gnet.WithReusePort(true), // each loop accepts and runs OnOpen in turn (accept.go)
 			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 			gnet.WithReuseAddr(true),
-			gnet.WithLogger(gnetLogger{s.opts.Logger}),
+			gnet.WithLogger(obs.GnetLogger{L: s.opts.Logger}),
 		)
 		select {
 		case <-s.booted:
@@ -274,9 +275,9 @@ func (s *Server) ticker() {
 			if s.timeouts.any() {
 				s.sweep(uint32(sec), false)
 			}
-			tot, conns := s.totals()
+			tot, _ := s.totals()
 			s.rater.tick(now, tot)
-			s.monitorTick(now.Unix()-1, tot, conns)
+			s.monitorTick(now.Unix() - 1)
 		}
 		next := time.Second - time.Duration(now.Nanosecond()) + time.Millisecond
 		t.Reset(min(pace.Tick(rate), next))

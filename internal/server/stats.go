@@ -22,6 +22,7 @@ type counters struct {
 	shakes                          atomic.Uint64
 	got, none, allTaken, overloaded atomic.Uint64
 	logins, errors, grantedAmount   atomic.Uint64
+	outboxDropped                   atomic.Uint64 // frames post could not queue
 	commands                        [numCommands]atomic.Uint64
 	disconnects                     [numDisconnects]atomic.Uint64
 	_                               [64]byte

@@ -1,10 +1,22 @@
 package load
 
+// This file is the send path, in the order a shake takes: the scheduler
+// goroutine (Client.schedule) enumerates this process's due slots every
+// tick (package schedule), gathers them per event loop into a batch
+// (scheduler.emit), hands each loop its batch (scheduler.flush, which
+// counts them in flight while queued), and the loop writes one shake per
+// item (batch.Run, loop.send), recording the slot's time in the user's
+// ring of requests in flight. The pacing of the sender (tick, wait,
+// linger, sleepThread) is here too. What comes back — answers, pushes,
+// connection events and the timeout sweep that ends a request never
+// answered — is in conn.go.
+
 import (
 	"context"
 	"syscall"
 	"time"
 
+	"hongbao/internal/proto"
 	"hongbao/internal/schedule"
 )
 
@@ -60,7 +72,7 @@ func (c *Client) tick() time.Duration {
 	if c.o.Tick > 0 {
 		return c.o.Tick
 	}
-	share := float64(c.QPS()) * float64(c.to-c.from+1) / float64(c.o.Total)
+	share := float64(c.QPS()) * float64(c.cfg.to-c.cfg.from+1) / float64(c.o.Total)
 	if share <= 0 {
 		return idleTick
 	}
@@ -77,10 +89,10 @@ func (c *Client) tick() time.Duration {
 // wakes a few times a second instead of 125.
 func (c *Client) wait(sec int64, q, j1 int, now int64) time.Duration {
 	next := (sec + 1) * 1e9
-	if j, ok := c.share.Next(sec, q, j1); ok {
+	if j, ok := c.cfg.share.Next(sec, q, j1); ok {
 		next = sec*1e9 + int64(schedule.SlotOffset(j, q))
 	} else if qn := c.QPS(); qn > 0 {
-		if j, ok := c.share.Next(sec+1, qn, 0); ok {
+		if j, ok := c.cfg.share.Next(sec+1, qn, 0); ok {
 			next = (sec+1)*1e9 + int64(schedule.SlotOffset(j, qn))
 		} else {
 			next = (sec + 2) * 1e9
@@ -125,14 +137,14 @@ func (c *Client) schedule(stop <-chan struct{}) {
 			s.flush(0)
 			return
 		case <-tk.C:
-		case <-c.rateChanged:
+		case <-c.rate.changed:
 			tk.Stop()
 		}
 		now = time.Now().UnixNano()
 		nowSec := now / 1e9
 		if nowSec-sec > maxCatchUp {
 			for ; sec < nowSec-maxCatchUp; sec++ {
-				s.skipped += uint64(c.share.Count(sec, q, j0, q))
+				s.skipped += uint64(c.cfg.share.Count(sec, q, j0, q))
 				j0, q = 0, c.QPS()
 			}
 		}
@@ -157,10 +169,10 @@ func (s *scheduler) emit(sec int64, q, j0, j1 int) {
 		return
 	}
 	c := s.c
-	loops := *c.loops.Load()
-	base := sec*1e9 - c.epochNs
-	c.share.Each(sec, q, j0, j1, func(id uint32, j int) {
-		idx := id - c.from
+	loops := *c.loops.all.Load()
+	base := sec*1e9 - c.cfg.epochNs
+	c.cfg.share.Each(sec, q, j0, j1, func(id uint32, j int) {
+		idx := id - c.cfg.from
 		st := c.users[idx].state.Load()
 		if phaseOf(st) != phOnline {
 			s.skipped++
@@ -173,7 +185,7 @@ func (s *scheduler) emit(sec int64, q, j0, j1 int) {
 		b := s.cur[li]
 		if b == nil {
 			if li >= len(loops) { // a loop seen for the first time since the snapshot
-				loops = *c.loops.Load()
+				loops = *c.loops.all.Load()
 			}
 			b = loops[li].getBatch()
 			s.cur[li] = b
@@ -197,10 +209,10 @@ func (s *scheduler) flush(linger time.Duration) {
 		// shakes/s on one loop, a fixed 600 µs linger raised p99 from 8 ms
 		// to 53 ms).
 		b.linger = max(0, linger-time.Duration(len(b.items))*perSendWork)
-		s.c.glob.inflight.Add(queued)
+		s.c.stats.glob.inflight.Add(queued)
 		if err := b.l.el.Execute(s.ctx, b); err != nil {
 			// The loop is gone (the client is stopping): not sent.
-			s.c.glob.inflight.Add(-queued)
+			s.c.stats.glob.inflight.Add(-queued)
 			b.l.skipped.Add(uint64(queued))
 			b.items = b.items[:0]
 			continue
@@ -208,7 +220,7 @@ func (s *scheduler) flush(linger time.Duration) {
 		s.cur[li] = nil
 	}
 	if s.skipped > 0 {
-		s.c.glob.skipped.Add(s.skipped)
+		s.c.stats.glob.skipped.Add(s.skipped)
 		s.skipped = 0
 	}
 }
@@ -221,5 +233,76 @@ func (l *loop) getBatch() *batch {
 		return b
 	default:
 		return &batch{l: l, items: make([]item, 0, 64)}
+	}
+}
+
+// item is one due send: the user's index in Client.users and the slot's
+// scheduled time in µs since the epoch.
+type item struct{ idx, at uint32 }
+
+// batch is the sends of one scheduler tick for one loop; it runs on that
+// loop (gnet.Runnable) and then goes back to the loop's free list.
+type batch struct {
+	l      *loop
+	items  []item
+	linger time.Duration
+}
+
+// Run writes the batch's shakes with one c.Write per request, on the loop
+// that owns the connections, then sleeps for the batch's linger so that
+// the answers are read together when the loop next polls, instead of each
+// waking it.
+func (b *batch) Run(context.Context) error {
+	b.l.send(b.items)
+	sleepThread(b.linger)
+	b.l.c.stats.glob.inflight.Add(-int64(len(b.items))) // no longer queued (see flush)
+	b.items = b.items[:0]
+	select {
+	case b.l.free <- b:
+	default:
+	}
+	return nil
+}
+
+// send writes a shake for each item whose user is still online on this
+// loop (the others went offline since the scheduler looked: skipped).
+func (l *loop) send(items []item) {
+	c := l.c
+	now := time.Now()
+	nowSec := uint64(now.Unix())
+	tx := c.epochSec(now)
+	var sent, skipped, failed, evicted uint64
+	for _, it := range items {
+		u := &c.users[it.idx]
+		st := u.state.Load()
+		if phaseOf(st) != phOnline || loopOf(st) != l.idx {
+			skipped++
+			continue
+		}
+		if u.n == ringSize {
+			// Too many in flight to track: give the oldest up now.
+			u.pop()
+			u.late++
+			evicted++
+		}
+		f := proto.AppendShake(l.wbuf[:0], nowSec, u.id)
+		if _, err := u.conn.Write(f); err != nil {
+			failed++ // gnet closed the connection; OnClose has run
+			continue
+		}
+		u.push(it.at)
+		u.lastTx = tx
+		sent++
+	}
+	l.sent.Add(sent)
+	l.inflight.Add(int64(sent) - int64(evicted))
+	if evicted > 0 {
+		l.timeouts.Add(evicted)
+	}
+	if skipped > 0 {
+		l.skipped.Add(skipped)
+	}
+	if failed > 0 {
+		l.errors.Add(failed)
 	}
 }
