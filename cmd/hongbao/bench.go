@@ -18,6 +18,8 @@ func runBench(ctx context.Context, args []string) error {
 		steps string
 		dir   string
 		cost  int
+		floor string
+		rnds  int
 	)
 	c := newCommand("bench", "Run a server and a load client as separate processes on loopback and print JSON: connections held, achieved rate, server CPU per request, bytes per connection, latency, errors.",
 		"hongbao bench --conns 18000 --qps 18000 --duration 20s --find-max")
@@ -36,6 +38,10 @@ func runBench(ctx context.Context, args []string) error {
 	c.group("Monitoring cost", func(fs *flag.FlagSet) {
 		fs.IntVar(&cost, "monitor-cost", 0, "instead: one server under --qps with --monitor; N rounds of a window of --step-time with its samples paused and nobody scraping, and one with samples pushed and /metrics scraped each second (ABBA); prints the server CPU/req ratio")
 	})
+	c.group("The floor", func(fs *flag.FlagSet) {
+		fs.StringVar(&floor, "floor", "", "instead: compare with the floor, a one-thread C epoll server answering classic frames (PATH: its source, built with cc -O2, e.g. bench/floor.c, or a built binary); the floor and a classic 'hongbao server' take turns under 'hongbao load --classic' at --conns and --qps for --duration; prints each round, the medians of server CPU/req and their ratio hongbao/floor")
+		fs.IntVar(&rnds, "rounds", 2, "with --floor: rounds (each measures the floor, then hongbao)")
+	})
 	c.group("Output", func(fs *flag.FlagSet) {
 		fs.StringVar(&dir, "dir", "", "directory for the children's logs (default: a new temporary one)")
 	})
@@ -44,6 +50,12 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	if cost < 0 {
 		return c.usageErr("--monitor-cost must not be negative")
+	}
+	if rnds < 1 {
+		return c.usageErr("--rounds must be at least 1")
+	}
+	if floor != "" && (cost > 0 || o.FindMax) {
+		return c.usageErr("--floor does not go with --monitor-cost or --find-max")
 	}
 	if o.Conns < 1 || o.QPS < 1 || o.Duration <= 0 || o.Warmup < 0 {
 		return c.usageErr("--conns, --qps and --duration must be positive")
@@ -73,6 +85,14 @@ func runBench(ctx context.Context, args []string) error {
 		return err
 	}
 	o.Bin, o.Dir, o.Log = bin, dir, os.Stderr
+	if floor != "" {
+		exe, err := bench.BuildFloor(ctx, floor, dir)
+		if err != nil {
+			return err
+		}
+		rep, err := bench.Floor(ctx, o, exe, rnds)
+		return printReport("bench", rep, err)
+	}
 	if cost > 0 {
 		rep, err := bench.MonitorCost(ctx, o, cost)
 		return printReport("bench", rep, err)

@@ -32,7 +32,7 @@ func chromium(t *testing.T) string {
 // TestReportInHeadlessChromium opens the report, offline, in headless
 // Chromium and checks in the DOM, after its scripts ran, that every chart
 // was drawn by uPlot with every second and that the legends name the
-// lines of the table.
+// lines of the table, and that every chart shaded and named the phases.
 func TestReportInHeadlessChromium(t *testing.T) {
 	bin := chromium(t)
 	out, err := Render(recording(t), t.TempDir())
@@ -68,6 +68,10 @@ func TestReportInHeadlessChromium(t *testing.T) {
 		if !regexp.MustCompile(`class="u-label">` + regexp.QuoteMeta(want) + `<`).MatchString(dom) {
 			t.Errorf("no legend entry %q", want)
 		}
+	}
+	// Every chart shades and names the run's phases.
+	if n := strings.Count(dom, `data-phases="phase 1: connect + hold|phase 2: 5,000/s|phase 3: 8,000/s|settle"`); n != len(monitor.Charts) {
+		t.Errorf("%d charts name the phases, want every one of %d", n, len(monitor.Charts))
 	}
 	if t.Failed() {
 		t.Logf("DOM:\n%.4000s", dom)

@@ -2,7 +2,10 @@
 // monitor.Second) into report.html: one self-contained page with the
 // dashboard's charts (monitor.Charts, drawn by uPlot; its script and style
 // inlined from the monitor's web directory, the series' columns inline as
-// JSON; nothing loaded from outside) and a table of every series.
+// JSON; nothing loaded from outside), the run's phases (found in the
+// series by the clients' rate, see RunPhases) shaded and named on every
+// chart, a table of each phase second by second beside the seed's figure,
+// and a table of every series.
 package plot
 
 import (
@@ -48,6 +51,7 @@ type Stat struct {
 type Output struct {
 	Report string
 	Stats  []Stat
+	Phases []Phase
 }
 
 // chartData is a chart as the report's script draws it: the definition and
@@ -71,10 +75,10 @@ func Render(file, dir string) (*Output, error) {
 		return nil, err
 	}
 	ts := make([]int64, len(secs))
-	phases := make([]string, len(secs))
 	for i, s := range secs {
-		ts[i], phases[i] = s.T, s.Phase
+		ts[i] = s.T
 	}
+	labels, phases := RunPhases(secs)
 	var charts []chartData
 	for _, c := range monitor.Charts {
 		cd := chartData{Chart: c}
@@ -90,7 +94,7 @@ func Render(file, dir string) (*Output, error) {
 		}
 		charts = append(charts, cd)
 	}
-	out := &Output{Stats: stats(secs, AllSeries(secs))}
+	out := &Output{Stats: stats(secs, AllSeries(secs)), Phases: phases}
 	var missing []monitor.Second
 	for _, s := range secs {
 		if len(s.Missing) > 0 {
@@ -113,8 +117,8 @@ func Render(file, dir string) (*Output, error) {
 	err = reportTmpl.Execute(&html, map[string]any{
 		"File": file, "Start": time.Unix(secs[0].T, 0).UTC().Format(time.RFC3339),
 		"End": time.Unix(secs[len(secs)-1].T, 0).UTC().Format(time.RFC3339), "Seconds": len(secs),
-		"Stats": out.Stats, "Missing": missing, "T0": secs[0].T,
-		"Data":  map[string]any{"t": ts, "phase": phases, "charts": charts},
+		"Stats": out.Stats, "Missing": missing, "T0": secs[0].T, "Phases": phaseTables(secs, phases),
+		"Data":  map[string]any{"t": ts, "phase": labels, "charts": charts},
 		"UPlot": template.JS(assets["uPlot.iife.min.js"]), "Charts": template.JS(assets["charts.js"]),
 		"Style": template.CSS(assets["uPlot.min.css"] + "\n" + assets["style.css"]),
 	})
@@ -154,14 +158,33 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 		return fmt.Sprintf("%.3g", x)
 	},
 	"sub": func(a, b int64) int64 { return a - b },
+	// ms is a latency in ms, "-" for none.
+	"ms": func(x float64) string {
+		if x < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", x)
+	},
+	"pct":  func(x float64) string { return fmt.Sprintf("%.0f%%", 100*x) },
+	"rate": func(r int) string { return thousands(r) + "/s" },
 }).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hongbao run report</title>
 <style>
 {{.Style}}
 </style></head><body>
 <h1>hongbao run report</h1>
-<p>Series <code>{{.File}}</code>: {{.Seconds}} seconds, {{.Start}} to {{.End}}. Phases on the shakes chart: ramp (yellow), load (green), drain (blue). Hover a chart for the figures of a second; drag to zoom, double-click to zoom out.</p>
+<p>Series <code>{{.File}}</code>: {{.Seconds}} seconds, {{.Start}} to {{.End}}. The run's phases are shaded and named on every chart ({{range $i, $p := .Phases}}{{if $i}}, {{end}}{{$p.Name}}{{end}}); the legend of each chart is below it. Hover a chart for the figures of a second; drag to zoom, double-click to zoom out.</p>
 <section id="charts" class="charts"></section>
+<h2>Phases beside the seed</h2>
+<p>A phase starts when the clients' rate changes (phase 1: no shakes yet). Sent and timeouts as the clients counted them, answered as the server did; latency over every answer of the phase (its seconds merged); within 1%: seconds whose sent rate was within 1% of the phase's rate.</p>
+<table id="phases"><thead><tr><th>phase</th><th>seconds</th><th>rate set</th><th>sent/s</th><th>answered/s</th><th>seconds within 1%</th><th>p50 ms</th><th>p99 ms</th><th>timeouts</th><th>the seed</th></tr></thead><tbody>
+{{range .Phases}}<tr><td>{{.Name}}</td><td>{{.Seconds}}</td><td>{{if .Rate}}{{rate .Rate}}{{else}}-{{end}}</td><td>{{printf "%.0f" .MeanSent}}</td><td>{{printf "%.0f" .MeanAnswered}}</td><td>{{if .Rate}}{{pct .Within}}{{else}}-{{end}}</td><td>{{ms .P50}}</td><td>{{ms .P99}}</td><td>{{printf "%.0f" .Timeouts}}</td><td>{{or .Seed "-"}}</td></tr>
+{{end}}</tbody></table>
+{{range .Phases}}<details class="phase"{{if .Rate}} open{{end}}><summary>{{.Name}}, second by second ({{.Seconds}} s){{if .Seed}}; the seed: {{.Seed}}{{end}}</summary>
+<table class="phase-seconds"><thead><tr><th>t+ s</th><th>second</th><th>sent/s</th><th>answered/s</th><th>within 1%</th><th>p50 ms</th><th>p99 ms</th><th>timeouts</th><th>online</th></tr></thead><tbody>
+{{$rate := .Rate}}{{range .Rows}}<tr><td>{{.T}}</td><td>{{.N}}</td><td>{{printf "%.0f" .Sent}}</td><td>{{printf "%.0f" .Answered}}</td><td>{{if $rate}}{{if .Within}}yes{{else}}no{{end}}{{else}}-{{end}}</td><td>{{ms .P50}}</td><td>{{ms .P99}}</td><td>{{printf "%.0f" .Timeouts}}</td><td>{{printf "%.0f" .Online}}</td></tr>
+{{end}}</tbody></table></details>
+{{end}}
 <h2>Series</h2>
 <table id="series"><thead><tr><th>series</th><th>chart</th><th>unit</th><th>seconds</th><th>min</th><th>mean</th><th>max</th><th>sum</th></tr></thead><tbody>
 {{range .Stats}}<tr><td>{{.Name}}</td><td>{{.Chart}}</td><td>{{.Unit}}</td><td>{{.Points}}</td><td>{{f .Min}}</td><td>{{f .Mean}}</td><td>{{f .Max}}</td><td>{{f .Sum}}</td></tr>
@@ -176,7 +199,8 @@ var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
 const report = {{.Data}};
 const container = document.getElementById("charts");
 const plots = report.charts.map(c => {
-  const ch = newChart(container, c, c.lines, i => report.phase[i]);
+  // Every chart of a report shows the run's phases.
+  const ch = newChart(container, Object.assign({}, c, { phases: true }), c.lines, i => report.phase[i]);
   ch.plot.setData([report.t].concat(c.values));
   ch.el.dataset.points = report.t.length;
   return ch.plot;

@@ -49,7 +49,11 @@ func recording(t *testing.T) string {
 				s.Missing = []string{"load-2"}
 				continue
 			}
-			s.Procs = append(s.Procs, monitor.ProcSecond{Name: p, Kind: "x", ProcStats: sample.ProcStats{CPU: 0.3, RSS: 50 << 20, Goroutines: 10}})
+			ps := monitor.ProcSecond{Name: p, Kind: "server", ProcStats: sample.ProcStats{CPU: 0.3, RSS: 50 << 20, Goroutines: 10}}
+			if p != "server" {
+				ps.Kind, ps.Gauges = "load", map[string]float64{"qps": float64(recordedRate(i, p))}
+			}
+			s.Procs = append(s.Procs, ps)
 		}
 		if err := enc.Encode(s); err != nil {
 			t.Fatal(err)
@@ -63,6 +67,24 @@ func recording(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// recordedRate is the rate client p was set to in second i of recording:
+// phase 1 (0) until second 6, 5,000/s until 16 (but for client load-2's
+// stray 7,000 in second 12), 8,000/s until 26, then 0 (but for a late
+// 8,000 of load-1 in second 29).
+func recordedRate(i int, p string) int {
+	switch {
+	case i == 12 && p == "load-2":
+		return 7000
+	case i == 29 && p == "load-1":
+		return 8000
+	case i < 6 || i > 26:
+		return 0
+	case i <= 16:
+		return 5000
+	}
+	return 8000
 }
 
 // TestRenderWritesReport: report.html is one self-contained page: uPlot,
@@ -115,8 +137,21 @@ func TestRenderWritesReport(t *testing.T) {
 	if err := json.NewDecoder(strings.NewReader(string(rep[i+len("const report = "):]))).Decode(&data); err != nil {
 		t.Fatalf("inline data: %v", err)
 	}
-	if len(data.T) != 30 || len(data.Phase) != 30 || data.Phase[0] != "ramp" || data.Phase[29] != "drain" {
-		t.Errorf("inline seconds %v phases %v", data.T, data.Phase)
+	if len(data.T) != 30 || len(data.Phase) != 30 || data.Phase[0] != "phase 1: connect + hold" ||
+		data.Phase[6] != "phase 2: 5,000/s" || data.Phase[17] != "phase 3: 8,000/s" || data.Phase[29] != "settle" {
+		t.Errorf("inline seconds %v phases %q", data.T, data.Phase)
+	}
+	// The phases beside the seed, and each phase second by second.
+	for _, want := range []string{`<td>phase 2: 5,000/s</td><td>11</td><td>5,000/s</td><td>5000</td><td>5000</td><td>100%</td><td>-</td><td>-</td><td>0</td><td>30,000/s, stable</td>`,
+		`<td>phase 3: 8,000/s</td><td>10</td><td>8,000/s</td><td>5000</td><td>5000</td><td>0%</td>`,
+		"phase 3: 8,000/s, second by second (10 s); the seed: 60,000/s reached, with jitter",
+		"<td>1,000,000 connections held</td>", `<tr><td>6</td><td>1</td><td>5000</td><td>5000</td><td>yes</td><td>0.4</td><td>2.0</td><td>0</td><td>0</td></tr>`} {
+		if !strings.Contains(r, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if len(out.Phases) != 4 {
+		t.Errorf("phases %+v, want 4", out.Phases)
 	}
 	if len(data.Charts) != len(monitor.Charts) {
 		t.Fatalf("%d charts inline, want %d", len(data.Charts), len(monitor.Charts))

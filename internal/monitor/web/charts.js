@@ -33,27 +33,55 @@ function chartWidth(container) {
   return Math.max(520, Math.min(900, (container.clientWidth || 1100) / 2 - 24));
 }
 
-// shadePhases paints the seconds of each load phase behind the lines;
-// phase(i) is the phase of the i-th x.
+// phaseColor is the fill of a phase: the load client's phases (ramp, load,
+// drain) on the dashboard, a run's phases ("phase 1: connect + hold",
+// "phase 2: 30,000/s", ..., "settle") in a report.
+const phaseFills = ["rgb(255,235,180)", "rgb(210,240,210)", "rgb(255,215,200)", "rgb(230,215,245)", "rgb(200,235,240)"];
+function phaseColor(name) {
+  if (phaseFill[name]) return phaseFill[name];
+  if (name === "settle") return phaseFill.drain;
+  const m = /^phase (\d+)/.exec(name || "");
+  return m ? phaseFills[(Number(m[1]) - 1) % phaseFills.length] : null;
+}
+
+// shadePhases paints the seconds of each phase behind the lines and names
+// each band at its top (the plot leaves room there); phase(i) is the phase
+// of the i-th x. The names drawn are also in the chart's data-phases.
 function shadePhases(phase) {
   return u => {
-    const xs = u.data[0], ctx = u.ctx, b = u.bbox;
+    const xs = u.data[0], ctx = u.ctx, b = u.bbox, names = [];
     ctx.save();
     ctx.beginPath();
     ctx.rect(b.left, b.top, b.width, b.height);
     ctx.clip();
+    const px = Math.round(11 * devicePixelRatio);
+    ctx.font = px + "px system-ui, sans-serif";
+    ctx.textBaseline = "top";
     for (let i = 0; i < xs.length;) {
       let j = i;
       while (j + 1 < xs.length && phase(j + 1) === phase(i)) j++;
-      const fill = phaseFill[phase(i)];
+      const name = phase(i), fill = phaseColor(name);
       if (fill) {
         const x0 = u.valToPos(xs[i] - 0.5, "x", true), x1 = u.valToPos(xs[j] + 0.5, "x", true);
         ctx.fillStyle = fill;
         ctx.fillRect(x0, b.top, x1 - x0, b.height);
+        names.push(name);
+        // The name, cut to the band's width, in the band's top margin.
+        ctx.save();
+        ctx.beginPath();
+        ctx.rect(x0, b.top, x1 - x0, b.height);
+        ctx.clip();
+        ctx.fillStyle = "#444";
+        // A band too narrow for "phase 1: connect + hold" shows "phase 1".
+        const room = x1 - x0 - 6 * devicePixelRatio;
+        const text = ctx.measureText(name).width > room ? name.split(":")[0] : name;
+        ctx.fillText(text, x0 + 3 * devicePixelRatio, b.top + 2 * devicePixelRatio);
+        ctx.restore();
       }
       i = j + 1;
     }
     ctx.restore();
+    u.root.dataset.phases = names.join("|");
   };
 }
 
@@ -80,7 +108,8 @@ function newChart(container, c, labels, phase) {
   container.appendChild(el);
   const opts = {
     title: c.title, width: chartWidth(container), height: chartHeight,
-    scales: { x: { time: true }, y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * 1.08 : 1] } },
+    // A shaded chart leaves room at the top for the phases' names.
+    scales: { x: { time: true }, y: { range: (u, lo, hi) => [Math.min(0, lo), hi > 0 ? hi * (c.phases ? 1.2 : 1.08) : 1] } },
     series: [{}].concat(labels.map((l, i) => ({ label: l, stroke: chartPalette[i % chartPalette.length], width: 1.5, spanGaps: false }))),
     axes: [{}, { size: axisSize, label: c.unit || undefined }],
     hooks: c.phases && phase ? { drawClear: [shadePhases(phase)] } : {},
