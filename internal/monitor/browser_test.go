@@ -1,31 +1,14 @@
 package monitor_test
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-)
 
-// chromium finds Debian's chromium (installed by .ci/run). Without it the
-// test is skipped, except in CI (CI set), where that is a failure.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed (CI is set: .ci/run installs it with apt-get install chromium)")
-	}
-	t.Skip("chromium not installed; apt-get install chromium to run the dashboard test")
-	return ""
-}
+	"hongbao/internal/testutil/chrome"
+)
 
 // TestDashboardInHeadlessChromium loads the dashboard of a monitor fed by a
 // real server and two real load clients in headless Chromium, and checks in
@@ -33,7 +16,7 @@ func chromium(t *testing.T) string {
 // values and that the charts hold data points.
 func TestDashboardInHeadlessChromium(t *testing.T) {
 	t.Parallel()
-	bin := chromium(t)
+	bin := chrome.Path(t, "the dashboard test")
 	// The load outlasts a cold start of chromium; the cleanup cancels it.
 	l := startLive(t, 400, 800, 30*time.Second)
 	// Wait until the monitor has closed a couple of seconds of load.
@@ -53,19 +36,7 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--disable-dev-shm-usage", "--user-data-dir="+t.TempDir(), "--virtual-time-budget=5000",
-		"--window-size=1400,1800", "--dump-dom", l.mon.URL())
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	dom := string(out)
+	dom := chrome.DumpDOM(t, bin, l.mon.URL(), 5*time.Second)
 	for _, id := range []string{"v-sent", "v-shakes", "v-conns", "v-issued", "v-p99"} {
 		m := regexp.MustCompile(`id="` + id + `"[^>]*>([^<]*)<`).FindStringSubmatch(dom)
 		if m == nil {

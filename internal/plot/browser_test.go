@@ -1,9 +1,6 @@
 package plot
 
 import (
-	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,47 +8,20 @@ import (
 	"time"
 
 	"hongbao/internal/monitor"
+	"hongbao/internal/testutil/chrome"
 )
-
-// chromium finds Debian's chromium (installed by .ci/run). Without it the
-// test is skipped, except in CI (CI set), where that is a failure.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed (CI is set: .ci/run installs it with apt-get install chromium)")
-	}
-	t.Skip("chromium not installed; apt-get install chromium to run the report test")
-	return ""
-}
 
 // TestReportInHeadlessChromium opens the report, offline, in headless
 // Chromium and checks in the DOM, after its scripts ran, that every chart
 // was drawn by uPlot with every second and that the legends name the
 // lines of the table, and that every chart shaded and named the phases.
 func TestReportInHeadlessChromium(t *testing.T) {
-	bin := chromium(t)
+	bin := chrome.Path(t, "the report test")
 	out, err := Render(recording(t), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=2000", "--window-size=1400,1800", "--dump-dom",
-		"file://"+filepath.ToSlash(out.Report))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	b, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, stderr.String())
-	}
-	dom := string(b)
+	dom := chrome.DumpDOM(t, bin, "file://"+filepath.ToSlash(out.Report), 2*time.Second)
 	charts := regexp.MustCompile(`class="chart" id="chart-([a-z0-9]+)" data-points="(\d+)"`).FindAllStringSubmatch(dom, -1)
 	if len(charts) != len(monitor.Charts) {
 		t.Errorf("%d charts drawn, want %d", len(charts), len(monitor.Charts))
