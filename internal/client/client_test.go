@@ -1,10 +1,8 @@
 package client_test
 
 import (
-	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"hongbao/internal/client"
 	"hongbao/internal/proto"
 	"hongbao/internal/server"
+	"hongbao/internal/testutil/servertest"
 )
 
 var secret = []byte("client-test-secret")
@@ -25,20 +24,7 @@ func startServer(t *testing.T) *server.Server {
 func startServerWith(t *testing.T, o server.Options) *server.Server {
 	t.Helper()
 	o.Listen, o.Secret, o.Sets, o.Loops = "127.0.0.1:0", secret, 4, 1
-	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := server.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	return s
+	return servertest.Start(t, o)
 }
 
 func dial(t *testing.T, addr string) *client.Conn {

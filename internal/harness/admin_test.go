@@ -3,14 +3,13 @@ package harness
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"hongbao/internal/load"
 	"hongbao/internal/server"
+	"hongbao/internal/testutil/servertest"
 	"hongbao/internal/wait"
 )
 
@@ -22,20 +21,8 @@ var testSecret = []byte("harness-test-secret")
 // loopback ports; it stops with the test.
 func startServer(t *testing.T) *server.Server {
 	t.Helper()
-	s, err := server.New(server.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: testToken, Secret: testSecret,
-		Sets: 4, Users: 100, DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
-	return s
+	return servertest.Start(t, server.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: testToken, Secret: testSecret,
+		Sets: 4, Users: 100, DataDir: t.TempDir()})
 }
 
 // Every server endpoint the orchestrators use, through its typed method,

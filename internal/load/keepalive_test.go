@@ -1,14 +1,12 @@
 package load
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
 	"hongbao/internal/proto"
 	"hongbao/internal/server"
+	"hongbao/internal/testutil/servertest"
 )
 
 // TestPingsKeepIdleUsersConnected: against a real server with a 3 s idle
@@ -30,19 +28,7 @@ func TestPingsKeepIdleUsersConnected(t *testing.T) {
 			// The cases wait on the server's idle clock in real seconds:
 			// each has its own server so that they wait at the same time.
 			t.Parallel()
-			srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Secret: testSecret, IdleTimeout: 3 * time.Second,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := srv.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = srv.Shutdown(ctx)
-			})
+			srv := servertest.Start(t, server.Options{Listen: "127.0.0.1:0", Secret: testSecret, IdleTimeout: 3 * time.Second})
 			c := newClient(t, Options{Addr: srv.Addr(), Total: users, QPS: 0, Duration: 6 * time.Second, PingIdle: tc.pingIdle})
 			s := run(t, c, nil)
 			if s.Connected != users {

@@ -11,6 +11,7 @@ import (
 	"hongbao/internal/load"
 	"hongbao/internal/monitor"
 	"hongbao/internal/server"
+	"hongbao/internal/testutil/servertest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -35,19 +36,8 @@ func startLive(t *testing.T, users, qps int, d time.Duration) *live {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = mon.Stop() })
-	srv, err := server.New(server.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: "monitor-live-test-admin-token", Secret: secret, Sets: 8,
+	srv := servertest.Start(t, server.Options{Listen: "127.0.0.1:0", Admin: "127.0.0.1:0", AdminToken: "monitor-live-test-admin-token", Secret: secret, Sets: 8,
 		Logger: quiet, Monitor: mon.Addr(), Loops: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
 	if _, err := srv.StartCampaign(server.CampaignSpec{Count: 1 << 20, Rate: 300, Min: 1, Max: 200}); err != nil {
 		t.Fatal(err)
 	}
