@@ -27,11 +27,7 @@ type ring struct {
 
 func (r *ring) push(p packet) {
 	if r.size == len(r.buf) {
-		n := make([]packet, max(16, 2*len(r.buf)))
-		for i := 0; i < r.size; i++ {
-			n[i] = r.buf[(r.head+i)%len(r.buf)]
-		}
-		r.buf, r.head = n, 0
+		r.resize(max(16, 2*len(r.buf)))
 	}
 	r.buf[(r.head+r.size)%len(r.buf)] = p
 	r.size++
@@ -56,11 +52,16 @@ func (r *ring) shrink() {
 	if len(r.buf) <= 64 || r.size > len(r.buf)/4 {
 		return
 	}
-	n := make([]packet, max(16, 2*r.size))
+	r.resize(max(16, 2*r.size))
+}
+
+// resize moves the ring's packets, oldest first, to a new buffer of n.
+func (r *ring) resize(n int) {
+	buf := make([]packet, n)
 	for i := 0; i < r.size; i++ {
-		n[i] = r.buf[(r.head+i)%len(r.buf)]
+		buf[i] = r.buf[(r.head+i)%len(r.buf)]
 	}
-	r.buf, r.head = n, 0
+	r.buf, r.head = buf, 0
 }
 
 // removeIf removes, keeping the order of the rest, every packet for which

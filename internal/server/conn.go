@@ -220,10 +220,7 @@ func (h *handler) OnTraffic(c gnet.Conn) gnet.Action {
 		_, _ = c.Write(out)
 		l.out = out[:0]
 		if c.OutboundBuffered() > maxOutbound {
-			s.opts.Logger.Warn("closing a client that does not read", "user", ss.user)
-			l.counters.errors.Add(1)
-			ss.why, ss.bye = proto.ReasonSlowReader, true
-			_, _ = c.Write(proto.AppendError(l.out[:0], s.sec.Load(), proto.ReasonSlowReader, 0))
+			s.goodbye(ss, proto.ReasonSlowReader, 0)
 			return gnet.Close
 		}
 	}

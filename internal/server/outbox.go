@@ -165,6 +165,15 @@ func (f *flusher) Run(context.Context) error {
 // closeNow writes an error frame naming why and closes the connection; on
 // the session's loop, outside OnTraffic.
 func (s *Server) closeNow(ss *session, why proto.Reason, cause proto.Cmd) {
+	if s.goodbye(ss, why, cause) {
+		_ = ss.conn.EventLoop().Close(ss.conn)
+	}
+}
+
+// goodbye counts and marks ss closing by why and writes the error frame
+// naming it; it reports whether the connection is still open (gnet did not
+// close it), for the caller to close.
+func (s *Server) goodbye(ss *session, why proto.Reason, cause proto.Cmd) bool {
 	l := ss.loop
 	if why != proto.ReasonShutdown && why != proto.ReasonReplaced {
 		l.counters.errors.Add(1)
@@ -174,10 +183,8 @@ func (s *Server) closeNow(ss *session, why proto.Reason, cause proto.Cmd) {
 	}
 	ss.why, ss.bye = why, true
 	l.errBuf = proto.AppendError(l.errBuf[:0], s.sec.Load(), why, cause)
-	if _, err := ss.conn.Write(l.errBuf); err != nil || ss.closed {
-		return
-	}
-	_ = ss.conn.EventLoop().Close(ss.conn)
+	_, err := ss.conn.Write(l.errBuf)
+	return err == nil && !ss.closed
 }
 
 // serveNow runs OnTraffic for ss from a task on its loop, as gnet's Wake
