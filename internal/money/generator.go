@@ -78,11 +78,11 @@ func (e *Engine) StartGenerator(spec GeneratorSpec) (GeneratorInfo, error) {
 	for i := range probe.Recipients {
 		probe.Recipients[i] = spec.From + uint32(i)
 	}
-	if r := e.validateSend(&probe); r != proto.ResultOK {
+	if _, r := e.validateSend(&probe); r != proto.ResultOK {
 		return GeneratorInfo{}, fmt.Errorf("%w: its packets break the send limits (result %d)", ErrBadCampaign, r)
 	}
 	probe.Total = spec.AmountMax
-	if r := e.validateSend(&probe); r != proto.ResultOK {
+	if _, r := e.validateSend(&probe); r != proto.ResultOK {
 		return GeneratorInfo{}, fmt.Errorf("%w: amount_max breaks the send limits (result %d)", ErrBadCampaign, r)
 	}
 	g := &generator{stop: make(chan struct{})}

@@ -115,27 +115,28 @@ type SendSpec struct {
 }
 
 // validateSend checks a send against the limits and returns the result
-// code of the first problem, or ResultOK.
-func (e *Engine) validateSend(sp *SendSpec) uint32 {
+// code of the first problem, or ResultOK with the recipients sorted (a new
+// slice: the packet keeps it for lookups, so a send sorts them once).
+func (e *Engine) validateSend(sp *SendSpec) ([]uint32, uint32) {
 	o := &e.lim
 	switch {
 	case sp.Total == 0 || sp.Total > o.MaxPacketCents:
-		return proto.ResultBadAmount
+		return nil, proto.ResultBadAmount
 	case sp.Shares < 1 || sp.Shares > o.MaxShares:
-		return proto.ResultBadShares
+		return nil, proto.ResultBadShares
 	case uint64(sp.Shares)*uint64(o.MinShareCents) > uint64(sp.Total):
-		return proto.ResultTooFewCents
+		return nil, proto.ResultTooFewCents
 	case len(sp.Recipients) == 0 || len(sp.Recipients) > o.MaxRecipients:
-		return proto.ResultBadRecipients
+		return nil, proto.ResultBadRecipients
 	}
 	sorted := slices.Clone(sp.Recipients)
 	slices.Sort(sorted)
 	for i, u := range sorted {
 		if u == SystemUser || u < o.UsersFrom || (o.Users > 0 && u > o.Users) || (i > 0 && sorted[i-1] == u) {
-			return proto.ResultBadRecipients
+			return nil, proto.ResultBadRecipients
 		}
 	}
-	return proto.ResultOK
+	return sorted, proto.ResultOK
 }
 
 // Send creates a group packet: it is funded from the sender's balance
@@ -153,7 +154,8 @@ func (e *Engine) Send(sp SendSpec, done func(id, result uint32)) (id, result uin
 
 func (g *groups) send(sp SendSpec, done func(id, result uint32)) (uint32, uint32, bool) {
 	e := g.e
-	if r := e.validateSend(&sp); r != proto.ResultOK {
+	sorted, r := e.validateSend(&sp)
+	if r != proto.ResultOK {
 		return 0, r, false
 	}
 	is := g.idemOf(sp.Sender)
@@ -188,9 +190,8 @@ func (g *groups) send(sp SendSpec, done func(id, result uint32)) (uint32, uint32
 	id := g.nextID.Add(1)
 	p := &gpacket{id: id, sender: sp.Sender, total: uint64(sp.Total), shares: sp.Shares, key: sp.Key,
 		expiry: e.clock.Now().Add(e.lim.PacketTTL).UnixMilli(),
-		sorted: slices.Clone(sp.Recipients), remaining: uint64(sp.Total), left: sp.Shares}
+		sorted: sorted, remaining: uint64(sp.Total), left: sp.Shares}
 	copy(p.first3[:], sp.Recipients)
-	slices.Sort(p.sorted)
 	sh := g.shard(id)
 	sh.mu.Lock()
 	// The record keeps the recipients in the sender's order; sp.Recipients
