@@ -38,7 +38,14 @@ func TestMain(m *testing.M) {
 
 func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	return runEnvWithin(t, 2*time.Minute, env, args...)
+}
+
+// runEnvWithin runs the binary with env added to the environment, killed
+// after d (then it reports exit -1).
+func runEnvWithin(t *testing.T, d time.Duration, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), env...)

@@ -334,14 +334,7 @@ func Replay(dir string) (*State, error) { return ReplayTo(dir, -1) }
 // Every byte before a limit >= 0 must be intact (a mark stands after
 // durable records): a torn tail there is a *CorruptError too.
 func ReplayTo(dir string, limit int64) (*State, error) {
-	path := filepath.Join(dir, FileName)
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st := NewState()
-	sc, err := scanFile(f, path, limit, st.Apply)
+	st, sc, err := inspectTo(dir, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -255,7 +255,10 @@ func scan(r io.ReaderAt, end int64, path string, apply func(*Record)) (Scan, err
 // intact record into a new State, those after damage too (so that what a
 // damaged span lost shows as violations of the State's invariants), and
 // returns where the file is damaged. Only a failure to read is an error.
-func Inspect(dir string) (*State, Scan, error) {
+func Inspect(dir string) (*State, Scan, error) { return inspectTo(dir, -1) }
+
+// inspectTo is Inspect of the records before file offset limit (all if < 0).
+func inspectTo(dir string, limit int64) (*State, Scan, error) {
 	path := filepath.Join(dir, FileName)
 	f, err := os.Open(path)
 	if err != nil {
@@ -263,7 +266,7 @@ func Inspect(dir string) (*State, Scan, error) {
 	}
 	defer f.Close()
 	st := NewState()
-	sc, err := scanFile(f, path, -1, st.Apply)
+	sc, err := scanFile(f, path, limit, st.Apply)
 	if err != nil {
 		return nil, sc, err
 	}
